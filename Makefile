@@ -1,0 +1,74 @@
+# cru — build, test, demo and sanitizer targets.
+#
+#   make            build bin/cru
+#   make test       install missing deps, build, run unit + integration tests
+#   make demo       install missing deps, build, upload a 200 MiB file end to end
+#   make asan       ASan+UBSan build in build-asan/, and the test suite against it
+#   make deps       install what is missing on Debian 12 (as root)
+#   make clean
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+# Flags the project needs whatever CFLAGS the caller passes (make asan does).
+CRU_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Icommon -Iworker
+LDLIBS  += -lhiredis -lcurl -lcjson -pthread
+
+BUILD   ?= build
+BIN     ?= bin/cru
+
+COMMON_SRC := $(wildcard common/*.c)
+WORKER_SRC := $(wildcard worker/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/cru_lua.o
+WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(wildcard tests/unit/*_test.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test unit demo asan deps clean
+
+all: $(BIN)
+
+$(BIN): $(COMMON_OBJ) $(WORKER_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CRU_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CRU_CFLAGS) -MMD -MP -c -o $@ $<
+
+# The Redis function library is compiled into the binary so workers and the
+# CLI can FUNCTION LOAD it without finding a file at run time.
+$(BUILD)/cru_lua.c: common/cru.lua scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh cru_lua_source $< > $@
+
+$(BUILD)/cru_lua.o: $(BUILD)/cru_lua.c
+	$(CC) $(CFLAGS) $(CRU_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(filter-out $(BUILD)/worker/main.o,$(WORKER_OBJ))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CRU_CFLAGS) -Itests/unit -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+deps:
+	@bash scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@UNIT_DIR=$(BUILD)/tests CRU=$(CURDIR)/$(BIN) bash tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@CRU=$(CURDIR)/$(BIN) bash scripts/demo.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/cru \
+		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		LDFLAGS="-fsanitize=address,undefined" all unit
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		UNIT_DIR=build-asan/tests CRU=$(CURDIR)/build-asan/cru bash tests/run.sh
+
+clean:
+	rm -rf build build-asan bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,63 @@
+/*
+ * http.h — one HTTP exchange over a reused libcurl easy handle.
+ *
+ * A worker slot owns one CURL handle and one struct http_resp and passes
+ * them to every request, so connections are kept alive between chunks and
+ * nothing is allocated per chunk. A request body is either a small buffer
+ * (JSON) or a byte range of a source, streamed through libcurl's read
+ * callback with pread: the chunk is never held in memory.
+ */
+#ifndef CRU_HTTP_H
+#define CRU_HTTP_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+
+#include "source.h"
+
+#define HTTP_BODY_MAX 65536
+
+struct http_req {
+    const char *method;             /* "GET", "PUT", "POST", "DELETE" */
+    const char *url;
+    struct curl_slist *headers;     /* caller's; may be NULL */
+    const char *body;               /* small in-memory body, or NULL */
+    size_t body_len;
+    struct source *src;             /* or a streamed byte range of a source */
+    long long src_off, src_len;
+    int stream;                     /* 1: the body is the source range (may be empty) */
+};
+
+struct http_resp {
+    long status;                    /* 0 when no response arrived */
+    char body[HTTP_BODY_MAX + 1];   /* NUL-terminated, truncated at HTTP_BODY_MAX */
+    size_t len;
+    int truncated;
+    char location[2048];
+    char retry_after[64];
+    char range[128];                /* Range: (Google 308) */
+    char etag[256];
+    char err[CURL_ERROR_SIZE + 256]; /* transport failure, when status is 0 */
+    long long sent;                 /* body bytes handed to libcurl */
+};
+
+/* Sets up the handle options every request shares. Call once per handle. */
+CURL *http_handle_new(void);
+
+/*
+ * Performs req on h. Returns 0 when a response arrived (any status, read
+ * resp->status), or -1 when the exchange failed (resp->err says why,
+ * without the URL's secrets).
+ */
+int http_perform(CURL *h, const struct http_req *req, struct http_resp *resp);
+
+/* Appends a printf-formatted header; returns the new list (NULL on OOM,
+ * after freeing the old one). */
+struct curl_slist *http_header(struct curl_slist *list, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Percent-encodes s for a URL path: unreserved characters, "/" (when
+ * keep_slash) and "," stay; returns -1 if out is too small. */
+int http_escape_path(const char *s, int keep_slash, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * target_graph.c — Microsoft Graph upload sessions (SharePoint, OneDrive).
+ *
+ * Two ways in (README "Job spec"):
+ *   - upload_url: a session the app created; the worker holds no token;
+ *   - drive_id | site_id | me, with path and token: the worker calls
+ *     createUploadSession itself (+ conflict: fail|replace|rename).
+ * Then each chunk is one PUT of a fragment to the upload URL:
+ *   Content-Range: bytes a-b/TOTAL, Content-Length = b-a+1,
+ * answered 202 {nextExpectedRanges} until the last, which gets 200/201 with
+ * the driveItem. Facts from the Graph docs (driveitem-createuploadsession,
+ * resources/uploadsession), summarised in shared/PROTOCOLS.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "target.h"
+
+#define GRAPH_API_DEFAULT "https://graph.microsoft.com/v1.0"
+/* Graph: a session needs at least one byte; an empty file goes through the
+ * simple upload, which takes at most 4 MiB. */
+#define GRAPH_SIMPLE_MAX (4LL * 1024 * 1024)
+
+/* Writes the target's own error text ("code: message") into ctx->err after
+ * what. Graph errors are {"error": {"code": …, "message": …}}. */
+static enum target_rc graph_fail(struct target_ctx *ctx, const char *what)
+{
+    struct http_resp *r = ctx->resp;
+    if (r->status == 0) {
+        snprintf(ctx->err, sizeof ctx->err, "graph: %s: %s", what, r->err);
+        return TARGET_RETRY;
+    }
+    char detail[512] = "";
+    cJSON *j = cJSON_Parse(r->body);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+    const char *code = job_json_str(e, "code"), *msg = job_json_str(e, "message");
+    if (code || msg)
+        snprintf(detail, sizeof detail, ": %s%s%s", code ? code : "",
+                 code && msg ? ": " : "", msg ? msg : "");
+    else if (r->len)
+        snprintf(detail, sizeof detail, ": %.200s", r->body);
+    cJSON_Delete(j);
+    for (char *p = detail; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    snprintf(ctx->err, sizeof ctx->err, "graph: %s: HTTP %ld%s", what, r->status, detail);
+    return target_status_rc(r->status);
+}
+
+/* Keeps what a dashboard wants from the final driveItem. */
+static enum target_rc graph_take_result(struct target_ctx *ctx)
+{
+    cJSON *item = cJSON_Parse(ctx->resp->body);
+    if (!cJSON_IsObject(item)) {
+        cJSON_Delete(item);
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: upload completed (HTTP %ld) but the answer is not a driveItem JSON",
+                 ctx->resp->status);
+        return TARGET_FATAL;
+    }
+    cJSON *out = cJSON_CreateObject();
+    static const char *const keep[] = {"id", "name", "size", "webUrl"};
+    for (size_t i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, keep[i]);
+        if (v)
+            cJSON_AddItemToObject(out, keep[i], cJSON_Duplicate(v, 1));
+    }
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(item, "file");
+    const cJSON *hashes = cJSON_GetObjectItemCaseSensitive(file, "hashes");
+    const char *qx = job_json_str(hashes, "quickXorHash");
+    if (qx)
+        cJSON_AddStringToObject(out, "quickXorHash", qx);
+    free(ctx->result);
+    ctx->result = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    cJSON_Delete(item);
+    return ctx->result ? TARGET_OK : TARGET_FATAL;
+}
+
+/* Builds "{api}/drives/{id}/root:/{path}:{suffix}" (or /sites/{id}/drive,
+ * /me/drive) for the spec's drive fields. */
+static int graph_item_url(const cJSON *t, const char *suffix, char *out, size_t outlen)
+{
+    const char *api = job_json_str(t, "api");
+    const char *drive = job_json_str(t, "drive_id"), *site = job_json_str(t, "site_id");
+    const char *path = job_json_str(t, "path");
+    char id_esc[512], path_esc[4096], base[700];
+    if (!path || http_escape_path(path, 1, path_esc, sizeof path_esc) < 0)
+        return -1;
+    if (drive) {
+        if (http_escape_path(drive, 0, id_esc, sizeof id_esc) < 0)
+            return -1;
+        snprintf(base, sizeof base, "/drives/%s", id_esc);
+    } else if (site) {
+        if (http_escape_path(site, 0, id_esc, sizeof id_esc) < 0)
+            return -1;
+        snprintf(base, sizeof base, "/sites/%s/drive", id_esc);
+    } else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "me"))) {
+        snprintf(base, sizeof base, "/me/drive");
+    } else {
+        return -1;
+    }
+    size_t alen = strlen(api ? api : GRAPH_API_DEFAULT);
+    if (api && alen && api[alen - 1] == '/')
+        alen--;
+    int n = snprintf(out, outlen, "%.*s%s/root:/%s:%s", (int)alen,
+                     api ? api : GRAPH_API_DEFAULT, base, path_esc, suffix);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* An empty file: the simple upload (PUT …:/content) with the token. */
+static enum target_rc graph_put_empty(struct target_ctx *ctx, const cJSON *t)
+{
+    const char *token = job_json_str(t, "token");
+    const char *conflict = job_json_str(t, "conflict");
+    char url[8192], suffix[128] = "/content";
+    if (conflict)
+        snprintf(suffix, sizeof suffix, "/content?@microsoft.graph.conflictBehavior=%s", conflict);
+    if (!token || graph_item_url(t, suffix, url, sizeof url) < 0) {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: the source is empty (0 bytes) and an upload session needs at "
+                 "least one byte; give drive_id/site_id/me, path and token instead of "
+                 "upload_url so the worker can use the simple upload");
+        return TARGET_FATAL;
+    }
+    struct curl_slist *h = http_header(NULL, "Authorization: Bearer %s", token);
+    h = http_header(h, "Content-Type: application/octet-stream");
+    struct http_req req = {.method = "PUT", .url = url, .headers = h, .stream = 1,
+                           .src_len = 0};
+    int rc = http_perform(ctx->curl, &req, ctx->resp);
+    curl_slist_free_all(h);
+    if (rc < 0 || (ctx->resp->status != 200 && ctx->resp->status != 201))
+        return graph_fail(ctx, "simple upload of an empty file");
+    return graph_take_result(ctx);
+}
+
+static enum target_rc graph_plan(struct target_ctx *ctx, const struct job *job,
+                                 long long size)
+{
+    const cJSON *t = job->target;
+    const char *upload_url = job_json_str(t, "upload_url");
+    if (size == 0)
+        return graph_put_empty(ctx, upload_url ? NULL : t);
+    if (upload_url) {
+        free(ctx->session);
+        ctx->session = strdup(upload_url);
+        return ctx->session ? TARGET_OK : TARGET_FATAL;
+    }
+    const char *token = job_json_str(t, "token");
+    char url[8192];
+    if (!token || graph_item_url(t, ":/createUploadSession", url, sizeof url) < 0) {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: target needs upload_url, or drive_id/site_id/me with path and token");
+        return TARGET_FATAL;
+    }
+    const char *conflict = job_json_str(t, "conflict");
+    char body[256] = "{}";
+    if (conflict)
+        snprintf(body, sizeof body,
+                 "{\"item\":{\"@microsoft.graph.conflictBehavior\":\"%s\"}}", conflict);
+    struct curl_slist *h = http_header(NULL, "Authorization: Bearer %s", token);
+    h = http_header(h, "Content-Type: application/json");
+    struct http_req req = {.method = "POST", .url = url, .headers = h,
+                           .body = body, .body_len = strlen(body)};
+    int rc = http_perform(ctx->curl, &req, ctx->resp);
+    curl_slist_free_all(h);
+    if (rc < 0 || ctx->resp->status != 200)
+        return graph_fail(ctx, "createUploadSession");
+    cJSON *j = cJSON_Parse(ctx->resp->body);
+    const char *u = job_json_str(j, "uploadUrl");
+    if (u && (strncmp(u, "https://", 8) == 0 || strncmp(u, "http://", 7) == 0)) {
+        free(ctx->session);
+        ctx->session = strdup(u);
+    } else {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: createUploadSession answered 200 without an uploadUrl");
+    }
+    cJSON_Delete(j);
+    return ctx->session ? TARGET_OK : TARGET_FATAL;
+}
+
+/* Reads the first start offset of nextExpectedRanges ("26-" or "26-99"),
+ * or -1 when the answer has none. */
+static long long graph_next_expected(const char *body)
+{
+    cJSON *j = cJSON_Parse(body);
+    const cJSON *ranges = cJSON_GetObjectItemCaseSensitive(j, "nextExpectedRanges");
+    const cJSON *first = cJSON_IsArray(ranges) ? cJSON_GetArrayItem(ranges, 0) : NULL;
+    long long start = -1;
+    if (cJSON_IsString(first)) {
+        char *end;
+        start = strtoll(first->valuestring, &end, 10);
+        if (end == first->valuestring || *end != '-')
+            start = -1;
+    }
+    cJSON_Delete(j);
+    return start;
+}
+
+static enum target_rc graph_send_chunk(struct target_ctx *ctx, const struct job *job,
+                                       struct source *src, long long n,
+                                       long long off, long long len)
+{
+    (void)n;
+    if (!job->session) {
+        snprintf(ctx->err, sizeof ctx->err, "graph: job has no upload session");
+        return TARGET_FATAL;
+    }
+    long long last = off + len - 1;
+    int final = off + len == job->size;
+    char what[128];
+    snprintf(what, sizeof what, "PUT bytes %lld-%lld/%lld", off, last, job->size);
+
+    /* Graph: the upload URL is pre-authenticated; an Authorization header
+     * on it may be refused with 401, so none is sent. */
+    struct curl_slist *h = http_header(NULL, "Content-Range: bytes %lld-%lld/%lld",
+                                       off, last, job->size);
+    struct http_req req = {.method = "PUT", .url = job->session, .headers = h,
+                           .src = src, .src_off = off, .src_len = len, .stream = 1};
+    int rc = http_perform(ctx->curl, &req, ctx->resp);
+    curl_slist_free_all(h);
+    if (rc < 0)
+        return graph_fail(ctx, what);
+    long status = ctx->resp->status;
+    if (status == 200 || status == 201) {
+        if (!final) {
+            snprintf(ctx->err, sizeof ctx->err,
+                     "graph: %s: HTTP %ld: upload completed before the last fragment",
+                     what, status);
+            return TARGET_FATAL;
+        }
+        return graph_take_result(ctx);
+    }
+    if (status != 202)
+        return graph_fail(ctx, what);
+    long long next = graph_next_expected(ctx->resp->body);
+    if (final) {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: %s: HTTP 202 on the last fragment; the server still expects bytes from %lld",
+                 what, next);
+        return TARGET_FATAL;
+    }
+    if (next != off + len) {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: %s: HTTP 202 but the server expects bytes from %lld next, not %lld",
+                 what, next, off + len);
+        return TARGET_FATAL;
+    }
+    return TARGET_OK;
+}
+
+const struct target_driver target_graph = {
+    .type = "graph",
+    .parallel = 0,
+    .plan = graph_plan,
+    .send_chunk = graph_send_chunk,
+};
