@@ -398,3 +398,29 @@ stop_workers() {
         _t_forget "$pid"
     done
 }
+
+# ---------------------------------------------------------------- json
+
+# json_get FILE PATH: print the value at dotted PATH (a.b.c) of the JSON in
+# FILE ("" for null or missing; objects and arrays as compact JSON).
+json_get() {
+    "$T_PY" - "$1" "$2" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v.get(k) if isinstance(v, dict) else None
+if v is None:
+    print("")
+elif isinstance(v, (dict, list)):
+    print(json.dumps(v, separators=(",", ":")))
+else:
+    print(v)
+PY
+}
+
+# quickxor FILE: the OneDrive QuickXorHash (base64) of FILE, computed by the
+# fake's implementation (checked against rclone's vectors by --selftest).
+quickxor() {
+    "$T_PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import graph_fake
+print(graph_fake.quickxorhash_b64(open(sys.argv[2], "rb").read()))' "$ROOT/tests/fakes" "$1"
+}

@@ -150,7 +150,7 @@ static enum target_rc graph_plan(struct target_ctx *ctx, const struct job *job,
     }
     const char *token = job_json_str(t, "token");
     char url[8192];
-    if (!token || graph_item_url(t, ":/createUploadSession", url, sizeof url) < 0) {
+    if (!token || graph_item_url(t, "/createUploadSession", url, sizeof url) < 0) {
         snprintf(ctx->err, sizeof ctx->err,
                  "graph: target needs upload_url, or drive_id/site_id/me with path and token");
         return TARGET_FATAL;
