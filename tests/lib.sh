@@ -424,3 +424,14 @@ quickxor() {
     "$T_PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import graph_fake
 print(graph_fake.quickxorhash_b64(open(sys.argv[2], "rb").read()))' "$ROOT/tests/fakes" "$1"
 }
+
+# chunk_events ID: how many events on cru:events name chunk progress of job ID.
+chunk_events() {
+    rcli --json XRANGE "${CRU_PREFIX}:events" - + | "$T_PY" -c '
+import json, sys
+n = 0
+for _id, f in json.load(sys.stdin):
+    d = dict(zip(f[::2], f[1::2]))
+    n += d.get("job") == sys.argv[1] and "chunk" in d
+print(n)' "$1"
+}

@@ -49,9 +49,7 @@ for i in "${!IDS[@]}"; do
     read -r bd sz cd ch < <(rcli --raw HMGET "cru:job:$id" bytes_done size chunks_done chunks | tr '\n' ' ')
     assert_eq "$name: bytes_done == size" "$size $size" "$bd $sz"
     assert_eq "$name: chunks_done == chunks" "$ch" "$cd"
-    events=$(rcli --raw XRANGE cru:events - + | grep -cx "$id")
-    if [ "$events" -ge "$ch" ]; then pass "$name: an event per chunk ($events for $ch chunks)"; else
-        fail "$name: an event per chunk" "$events events for $ch chunks"; fi
+    assert_eq "$name: one progress event per chunk" "$ch" "$(chunk_events "$id")"
     "$CRU" status "$id" --json >"$T_DIR/status.json"
     assert_eq "$name: result.size" "$size" "$(json_get "$T_DIR/status.json" result.size)"
     qx=$(json_get "$T_DIR/status.json" result.quickXorHash)
