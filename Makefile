@@ -2,8 +2,9 @@
 #
 #   make            build bin/cru
 #   make test       install missing deps, build, run unit + integration tests
+#                   against the normal build and the ASan+UBSan build
 #   make demo       install missing deps, build, upload a 200 MiB file end to end
-#   make asan       ASan+UBSan build in build-asan/, and the test suite against it
+#   make asan       ASan+UBSan build in build-asan/, and only that pass of the suite
 #   make deps       install what is missing on Debian 12 (as root)
 #   make clean
 
@@ -23,7 +24,7 @@ WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit demo asan deps clean
+.PHONY: all test unit demo asan asan-build deps clean
 
 all: $(BIN)
 
@@ -53,20 +54,29 @@ unit: $(UNIT_BIN)
 deps:
 	@bash scripts/deps.sh
 
+# The suite runs twice: against the normal build, then against the ASan +
+# UBSan build (a sanitizer report fails the process, so the test sees it).
 test: deps
 	@$(MAKE) --no-print-directory all unit
-	@UNIT_DIR=$(BUILD)/tests CRU=$(CURDIR)/$(BIN) bash tests/run.sh
+	@$(MAKE) --no-print-directory asan-build
+	@$(ASAN_ENV) BUILDS="normal:$(BUILD)/tests:$(BIN) asan:build-asan/tests:build-asan/cru" \
+		bash tests/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@CRU=$(CURDIR)/$(BIN) bash scripts/demo.sh
 
-asan: deps
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+asan-build:
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/cru \
 		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" all unit
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		UNIT_DIR=build-asan/tests CRU=$(CURDIR)/build-asan/cru bash tests/run.sh
+
+# Only the sanitizer pass of the suite.
+asan: deps asan-build
+	@$(ASAN_ENV) UNIT_DIR=build-asan/tests CRU=$(CURDIR)/build-asan/cru bash tests/run.sh
 
 clean:
 	rm -rf build build-asan bin
