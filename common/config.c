@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +210,26 @@ int config_set(struct config *cfg, const char *name, const char *value,
         log_set_level((enum log_level)level);
         return 0;
     }
+    static const struct { const char *name; size_t off; long long min, max; } nums[] = {
+        {"lease-ms", offsetof(struct config, lease_ms), 100, 86400000},
+        {"max-deliveries", offsetof(struct config, max_deliveries), 1, 1000},
+        {"max-attempts", offsetof(struct config, max_attempts), 1, 1000},
+        {"retry-base-ms", offsetof(struct config, retry_base_ms), 1, 3600000},
+        {"retry-cap-ms", offsetof(struct config, retry_cap_ms), 1, 86400000},
+        {"grace-ms", offsetof(struct config, grace_ms), 0, 3600000},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        if (strcmp(name, nums[i].name) != 0)
+            continue;
+        long long v;
+        if (config_parse_size(value, nums[i].min, nums[i].max, &v) < 0) {
+            snprintf(err, errlen, "--%s: a number from %lld to %lld", name, nums[i].min,
+                     nums[i].max);
+            return -1;
+        }
+        *(long long *)((char *)cfg + nums[i].off) = v;
+        return 0;
+    }
     snprintf(err, errlen, "unknown setting %s", name);
     return -1;
 }
@@ -218,12 +239,21 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
     static const struct { const char *env, *name; } vars[] = {
         {"CRU_REDIS_URL", "redis"},         {"CRU_PREFIX", "prefix"},
         {"CRU_CONCURRENCY", "concurrency"}, {"CRU_SOURCE_ROOT", "source-root"},
-        {"CRU_LOG_LEVEL", "log-level"},
+        {"CRU_LOG_LEVEL", "log-level"},     {"CRU_LEASE_MS", "lease-ms"},
+        {"CRU_MAX_DELIVERIES", "max-deliveries"}, {"CRU_MAX_ATTEMPTS", "max-attempts"},
+        {"CRU_RETRY_BASE_MS", "retry-base-ms"}, {"CRU_RETRY_CAP_MS", "retry-cap-ms"},
+        {"CRU_GRACE_MS", "grace-ms"},
     };
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->prefix, sizeof cfg->prefix, "cru");
     cfg->concurrency = 4;
     cfg->log_level = LOG_INFO;
+    cfg->lease_ms = 60000;
+    cfg->max_deliveries = 5;
+    cfg->max_attempts = 10;
+    cfg->retry_base_ms = 1000;
+    cfg->retry_cap_ms = 300000;
+    cfg->grace_ms = 25000;
     snprintf(cfg->redis_url, sizeof cfg->redis_url, "%s", CONFIG_DEFAULT_REDIS_URL);
     config_parse_redis_url(cfg->redis_url, &cfg->redis, err, errlen);
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {

@@ -8,6 +8,12 @@
  *   CRU_SOURCE_ROOT  directory that file sources must lie under (no default:
  *                    without it a worker refuses file sources)
  *   CRU_LOG_LEVEL    debug|info|warn|error (default info)
+ *   CRU_LEASE_MS     a chunk in flight is renewed every third of this; a
+ *                    message idle longer is taken over (default 60000)
+ *   CRU_MAX_DELIVERIES  deliveries before a message is dead-lettered (5)
+ *   CRU_MAX_ATTEMPTS transient failures before a job fails (default 10)
+ *   CRU_RETRY_BASE_MS, CRU_RETRY_CAP_MS  backoff base and cap (1000, 300000)
+ *   CRU_GRACE_MS     on SIGTERM, how long in-flight chunks may take (25000)
  */
 #ifndef CRU_CONFIG_H
 #define CRU_CONFIG_H
@@ -34,6 +40,12 @@ struct config {
     int concurrency;
     char source_root[PATH_MAX];
     int log_level;
+    long long lease_ms;
+    long long max_deliveries;
+    long long max_attempts;
+    long long retry_base_ms;
+    long long retry_cap_ms;
+    long long grace_ms;
 };
 
 /* Parses a Redis URL; returns 0, or -1 with a message in err. */
@@ -45,8 +57,9 @@ int config_parse_redis_url(const char *url, struct redis_addr *addr,
 int config_load_env(struct config *cfg, char *err, size_t errlen);
 
 /*
- * Applies one shared flag (name without dashes: "redis", "prefix",
- * "concurrency", "source-root", "log-level") to cfg. Returns 0, or -1 with
+ * Applies one setting by its flag name ("redis", "prefix", "concurrency",
+ * "source-root", "log-level", "lease-ms", "max-deliveries", "max-attempts",
+ * "retry-base-ms", "retry-cap-ms", "grace-ms") to cfg. Returns 0, or -1 with
  * a message naming the flag in err.
  */
 int config_set(struct config *cfg, const char *name, const char *value,

@@ -9,11 +9,16 @@ Each function takes the key prefix as its one optional key:
   FCALL cru_submit 1 myapp '<spec json>'    -- prefix "myapp"
 
 Keys (prefix p):
-  p:chunks        stream, group "workers": {job, chunk} or {job, op=plan}
+  p:chunks        stream, group "workers": {job, chunk=N | op=plan|abort,
+                  [attempt], [resume=1], [from=byte]}
   p:job:<id>      hash: the job (fields in README "Redis fields")
   p:job:<id>:parts hash: chunk index -> "done"
   p:jobs          sorted set: id by created_ms
+  p:delayed       sorted set: messages waiting for a retry, by due time
+  p:dead          sorted set: dead-lettered messages (JSON) by time
   p:events        capped stream: state changes and progress
+  p:states        hash: state -> number of jobs
+  p:workers       hash: worker id -> heartbeat JSON
   p:seq           counter for generated ids
 
 Validation errors are replies of the form
@@ -281,6 +286,35 @@ end
 
 local TERMINAL = {done = true, failed = true, cancelled = true}
 
+-- Every state change goes through here, so p:states (jobs by state, for
+-- cru stats and dashboards) stays exact.
+local function set_state(p, jk, old, new)
+    if old == new then return end
+    redis.call('HSET', jk, 'state', new)
+    if old then redis.call('HINCRBY', p .. ':states', old, -1) end
+    redis.call('HINCRBY', p .. ':states', new, 1)
+end
+
+local function finish(p, jk, old, new, now, extra)
+    set_state(p, jk, old, new)
+    redis.call('HSET', jk, 'finished_ms', now, 'updated_ms', now, unpack(extra))
+end
+
+local function enqueue(p, fields)
+    local f = {'XADD', p .. ':chunks', '*'}
+    for _, x in ipairs(fields) do table.insert(f, x) end
+    return redis.call(unpack(f))
+end
+
+-- Records a message in p:dead with its reason (newest DEAD_MAX kept).
+local DEAD_MAX = 10000
+local function dead_letter(p, msgid, id, chunk, reason, now)
+    local entry = cjson.encode({msg = msgid, job = id, chunk = chunk,
+        reason = reason, ms = now})
+    redis.call('ZADD', p .. ':dead', now, entry)
+    redis.call('ZREMRANGEBYRANK', p .. ':dead', 0, -(DEAD_MAX + 1))
+end
+
 ------------------------------------------------------------------ functions
 
 -- FCALL cru_submit 0|1 [prefix] <spec json>  ->  job id
@@ -302,18 +336,19 @@ local function cru_submit(keys, args)
     local meta = ''
     if spec.meta ~= nil then meta = cjson.encode(spec.meta) end
     redis.call('HSET', jk,
-        'id', id, 'spec', args[1], 'state', 'queued',
+        'id', id, 'spec', args[1],
         'target', spec.target.type, 'source', redact_url(src),
         'chunk_size', spec.chunk_size or driver.default_chunk,
         'size', '', 'chunks', '', 'chunks_done', 0, 'bytes_done', 0,
         'created_ms', now, 'updated_ms', now, 'finished_ms', '',
-        'error', '', 'result', '', 'meta', meta)
+        'error', '', 'result', '', 'meta', meta, 'retries', 0)
+    set_state(p, jk, nil, 'queued')
     redis.call('ZADD', p .. ':jobs', now, id)
     local sk = p .. ':chunks'
     if redis.call('EXISTS', sk) == 0 then
         redis.call('XGROUP', 'CREATE', sk, GROUP, '0', 'MKSTREAM')
     end
-    redis.call('XADD', sk, '*', 'job', id, 'op', 'plan')
+    enqueue(p, {'job', id, 'op', 'plan'})
     event(p, id)
     return id
 end
@@ -334,30 +369,35 @@ local function cru_plan(keys, args)
     end
     local now = now_ms()
     local chunks = tonumber(args[5])
-    redis.call('HSET', jk, 'state', 'running', 'size', args[3],
+    set_state(p, jk, state, 'running')
+    redis.call('HSET', jk, 'size', args[3],
         'chunk_size', args[4], 'chunks', chunks, 'session', args[6] or '',
         'source_version', args[7] or '', 'planned_ms', now, 'updated_ms', now)
     ack(p, msgid)
     if chunks == 0 then
-        redis.call('HSET', jk, 'state', 'done', 'result', args[8] or '',
-            'finished_ms', now)
+        finish(p, jk, 'running', 'done', now, {'result', args[8] or ''})
     else
-        redis.call('XADD', p .. ':chunks', '*', 'job', id, 'chunk', '0')
+        enqueue(p, {'job', id, 'chunk', '0'})
     end
     event(p, id)
     return 'ok'
 end
 
--- FCALL cru_chunk_done 1 prefix <id> <msgid> <chunk> <bytes> [<result json>]
+-- FCALL cru_chunk_done 1 prefix <id> <msgid> <chunk> <bytes> [<result json>
+--       [<next_from>]]
 -- Marks the chunk done once (however often it is delivered), adds its
--- bytes, acknowledges the message, and enqueues the next chunk or, after
--- the last one, stores the result and sets state=done.
+-- bytes, acknowledges the message, and enqueues the next chunk or, when a
+-- result is given (the target completed the upload), stores it and sets
+-- state=done. next_from, when set, is the first byte the target still
+-- lacks if that is not the next chunk's start (a sequential target that
+-- took bytes past the chunk); the next message carries it as "from".
 -- Returns "next", "done" or "skip".
 local function cru_chunk_done(keys, args)
     local p = prefix_of(keys)
     local id, msgid, chunk, bytes = args[1], args[2], tonumber(args[3]), tonumber(args[4])
+    local result, next_from = args[5] or '', args[6] or ''
     local jk = p .. ':job:' .. id
-    local v = redis.call('HMGET', jk, 'state', 'chunks')
+    local v = redis.call('HMGET', jk, 'state', 'chunks', 'size')
     local chunks = tonumber(v[2])
     if v[1] ~= 'running' or not chunks or not chunk or chunk < 0 or chunk >= chunks then
         ack(p, msgid)
@@ -371,17 +411,19 @@ local function cru_chunk_done(keys, args)
     end
     redis.call('HSET', jk, 'updated_ms', now)
     ack(p, msgid)
-    local done = tonumber(redis.call('HGET', jk, 'chunks_done'))
     local outcome = 'skip'
-    if done >= chunks then
-        redis.call('HSET', jk, 'state', 'done', 'result', args[5] or '',
-            'finished_ms', now)
+    if result ~= '' then
+        -- the target holds the whole file: every chunk is done
+        redis.call('HSET', jk, 'chunks_done', chunks, 'bytes_done', v[3])
+        finish(p, jk, 'running', 'done', now, {'result', result})
         outcome = 'done'
     elseif first and chunk + 1 < chunks then
-        redis.call('XADD', p .. ':chunks', '*', 'job', id, 'chunk', tostring(chunk + 1))
+        local f = {'job', id, 'chunk', tostring(chunk + 1)}
+        if next_from ~= '' then table.insert(f, 'from'); table.insert(f, next_from) end
+        enqueue(p, f)
         outcome = 'next'
     end
-    if first then event(p, id, {'chunk', tostring(chunk)}) end
+    if first or outcome == 'done' then event(p, id, {'chunk', tostring(chunk)}) end
     return outcome
 end
 
@@ -394,21 +436,233 @@ local function cru_fail(keys, args)
     local jk = p .. ':job:' .. id
     local state = redis.call('HGET', jk, 'state')
     if not state or TERMINAL[state] then return 'skip' end
-    local now = now_ms()
-    redis.call('HSET', jk, 'state', 'failed', 'error', err, 'finished_ms', now,
-        'updated_ms', now)
+    finish(p, jk, state, 'failed', now_ms(), {'error', err})
     event(p, id, {'error', err})
     return 'ok'
 end
 
--- FCALL cru_ack 1 prefix <msgid>: drops a message that names no job.
+-- FCALL cru_dead 1 prefix <msgid> <job id or ""> <chunk or ""> <reason>
+-- Dead-letters a message that cannot be processed (garbage fields, unknown
+-- job, chunk out of range, a job hash that cannot be parsed, a message that
+-- kept killing workers): acknowledges it, records it in p:dead with the
+-- reason, and fails its job when there is one.
+local function cru_dead(keys, args)
+    local p = prefix_of(keys)
+    local msgid, id, chunk, reason = args[1], args[2] or '', args[3] or '', args[4] or 'bad message'
+    local now = now_ms()
+    ack(p, msgid)
+    dead_letter(p, msgid, id, chunk, reason, now)
+    if id == '' then return 'dead' end
+    local jk = p .. ':job:' .. id
+    local state = redis.call('HGET', jk, 'state')
+    if not state or TERMINAL[state] then return 'dead' end
+    finish(p, jk, state, 'failed', now, {'error', reason})
+    event(p, id, {'error', reason})
+    return 'failed'
+end
+
+-- FCALL cru_ack 1 prefix <msgid>: acknowledges a message that needs no
+-- work (its job has ended).
 local function cru_ack(keys, args)
     ack(prefix_of(keys), args[1])
     return 'ok'
+end
+
+-- FCALL cru_retry_later 1 prefix <id> <msgid> <kind> <value> <attempt>
+--       <delay_ms> <error> [<from>]
+-- Parks a message whose attempt failed transiently in p:delayed for
+-- delay_ms (kind is "chunk" or "op"); cru_promote moves it back. The job
+-- keeps running; its last_error and retries say what happened.
+local function cru_retry_later(keys, args)
+    local p = prefix_of(keys)
+    local id, msgid, kind, value = args[1], args[2], args[3], args[4]
+    local attempt, delay, err, from = tonumber(args[5]), tonumber(args[6]), args[7], args[8] or ''
+    ack(p, msgid)
+    local jk = p .. ':job:' .. id
+    local state = redis.call('HGET', jk, 'state')
+    if not state or TERMINAL[state] then return 'skip' end
+    local m = {job = id, attempt = attempt}
+    m[kind] = value
+    if from ~= '' then m.from = from end
+    redis.call('ZADD', p .. ':delayed', now_ms() + delay, cjson.encode(m))
+    redis.call('HINCRBY', jk, 'retries', 1)
+    redis.call('HSET', jk, 'last_error', err, 'updated_ms', now_ms())
+    event(p, id, {'retry', tostring(attempt), 'error', err})
+    return 'delayed'
+end
+
+-- FCALL cru_promote 1 prefix [<max>]: moves due messages from p:delayed
+-- back to the stream (marked resume=1: ask the target before re-sending).
+-- Returns how many moved.
+local function cru_promote(keys, args)
+    local p = prefix_of(keys)
+    local due = redis.call('ZRANGEBYSCORE', p .. ':delayed', '-inf', now_ms(),
+        'LIMIT', 0, tonumber(args[1]) or 100)
+    for _, member in ipairs(due) do
+        local ok, m = pcall(cjson.decode, member)
+        if ok and type(m) == 'table' and type(m.job) == 'string' then
+            local f = {'job', m.job, 'attempt', tostring(m.attempt or 0), 'resume', '1'}
+            if m.chunk ~= nil then
+                table.insert(f, 'chunk'); table.insert(f, tostring(m.chunk))
+            else
+                table.insert(f, 'op'); table.insert(f, tostring(m.op))
+            end
+            if m.from ~= nil then table.insert(f, 'from'); table.insert(f, tostring(m.from)) end
+            enqueue(p, f)
+        end
+        redis.call('ZREM', p .. ':delayed', member)
+    end
+    return #due
+end
+
+-- FCALL cru_claim 1 prefix <consumer> <min_idle_ms> <max_deliveries> <cursor>
+-- Takes over one message idle longer than min_idle_ms (its worker died or
+-- lost its lease). A message delivered more than max_deliveries times is
+-- dead-lettered and its job failed instead. Returns
+-- {next_cursor, msgid, deliveries, field, value, ...} or {next_cursor}.
+local function cru_claim(keys, args)
+    local p = prefix_of(keys)
+    local consumer, min_idle, max_deliveries = args[1], args[2], tonumber(args[3])
+    local r = redis.call('XAUTOCLAIM', p .. ':chunks', GROUP, consumer, min_idle,
+        args[4] or '0-0', 'COUNT', 1)
+    local cursor, entries = r[1], r[2]
+    local e = entries[1]
+    if not e then return {cursor} end
+    local msgid, fields = e[1], e[2]
+    local pend = redis.call('XPENDING', p .. ':chunks', GROUP, msgid, msgid, 1)
+    local deliveries = pend[1] and pend[1][4] or 1
+    if deliveries > max_deliveries then
+        local f = {}
+        for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+        local what = f.chunk and ('chunk ' .. f.chunk) or ('op ' .. tostring(f.op))
+        local reason = 'worker lost ' .. (deliveries - 1) .. ' times on ' .. what
+        cru_dead(keys, {msgid, f.job or '', f.chunk or '', reason})
+        return {cursor}
+    end
+    local out = {cursor, msgid, deliveries}
+    for _, x in ipairs(fields) do table.insert(out, x) end
+    return out
+end
+
+-- FCALL cru_renew 1 prefix <consumer> <msgid> [<idle_ms>]
+-- Renews the lease on a message this consumer holds (resets its idle
+-- time). With idle_ms, releases it instead: sets its idle time so another
+-- worker may take it over at once. Returns 1, or 0 when the message is no
+-- longer this consumer's (another worker took it over: stop working on it).
+local function cru_renew(keys, args)
+    local p = prefix_of(keys)
+    local consumer, msgid, idle = args[1], args[2], args[3]
+    local pend = redis.call('XPENDING', p .. ':chunks', GROUP, msgid, msgid, 1)
+    if not pend[1] or pend[1][2] ~= consumer then return 0 end
+    if idle and idle ~= '' then
+        redis.call('XCLAIM', p .. ':chunks', GROUP, consumer, 0, msgid, 'IDLE', idle, 'JUSTID')
+    else
+        redis.call('XCLAIM', p .. ':chunks', GROUP, consumer, 0, msgid, 'JUSTID')
+    end
+    return 1
+end
+
+-- FCALL cru_cancel 1 prefix <id>
+-- Cancels a job that has not ended: no further chunks are sent, and when
+-- the job has a target session a worker aborts it (op=abort message).
+local function cru_cancel(keys, args)
+    local p = prefix_of(keys)
+    local id = args[1] or ''
+    local jk = p .. ':job:' .. id
+    local v = redis.call('HMGET', jk, 'state', 'session')
+    local state = v[1]
+    if not state then return redis.error_reply('ERR no such job: ' .. id) end
+    if TERMINAL[state] then
+        return redis.error_reply('ERR job ' .. id .. ' has already ended (' .. state .. ')')
+    end
+    finish(p, jk, state, 'cancelled', now_ms(), {'error', 'cancelled'})
+    if v[2] and v[2] ~= '' then enqueue(p, {'job', id, 'op', 'abort'}) end
+    event(p, id)
+    return 'cancelled'
+end
+
+-- FCALL cru_retry 1 prefix <id>
+-- Requeues a failed job from where it stopped: the first chunk not done
+-- (the worker asks the target what it holds before sending), or the plan if
+-- it never got that far.
+local function cru_retry(keys, args)
+    local p = prefix_of(keys)
+    local id = args[1] or ''
+    local jk = p .. ':job:' .. id
+    local v = redis.call('HMGET', jk, 'state', 'chunks', 'planned_ms')
+    local state = v[1]
+    if not state then return redis.error_reply('ERR no such job: ' .. id) end
+    if state ~= 'failed' then
+        return redis.error_reply('ERR job ' .. id .. ' is ' .. state .. '; only failed jobs can be retried')
+    end
+    local now = now_ms()
+    redis.call('HSET', jk, 'error', '', 'finished_ms', '', 'updated_ms', now)
+    if not v[3] then
+        set_state(p, jk, state, 'queued')
+        enqueue(p, {'job', id, 'op', 'plan'})
+    else
+        set_state(p, jk, state, 'running')
+        local chunks, n = tonumber(v[2]), 0
+        while n < chunks and redis.call('HEXISTS', jk .. ':parts', tostring(n)) == 1 do
+            n = n + 1
+        end
+        enqueue(p, {'job', id, 'chunk', tostring(n), 'resume', '1'})
+    end
+    event(p, id)
+    return id
+end
+
+-- FCALL cru_heartbeat 1 prefix <worker id> <json> | cru_heartbeat 1 prefix <worker id>
+-- Records (or, without json, removes) a worker in p:workers.
+local function cru_heartbeat(keys, args)
+    local p = prefix_of(keys)
+    if args[2] and args[2] ~= '' then
+        redis.call('HSET', p .. ':workers', args[1], args[2])
+    else
+        redis.call('HDEL', p .. ':workers', args[1])
+    end
+    return 'ok'
+end
+
+-- FCALL_RO cru_stats 1 prefix -> JSON: queue length, pending, delayed,
+-- dead, jobs by state, workers (as their heartbeat JSON).
+local function cru_stats(keys, args)
+    local p = prefix_of(keys)
+    local sk = p .. ':chunks'
+    local pending = 0
+    if redis.call('EXISTS', sk) == 1 then
+        local ok, x = pcall(redis.call, 'XPENDING', sk, GROUP)
+        if ok then pending = x[1] end
+    end
+    local states = {}
+    local s = redis.call('HGETALL', p .. ':states')
+    for i = 1, #s, 2 do states[s[i]] = tonumber(s[i + 1]) end
+    local workers = {}
+    local w = redis.call('HGETALL', p .. ':workers')
+    for i = 1, #w, 2 do
+        local ok, hb = pcall(cjson.decode, w[i + 1])
+        if ok then hb.id = w[i]; table.insert(workers, hb) end
+    end
+    return cjson.encode({
+        stream = redis.call('XLEN', sk), pending = pending,
+        delayed = redis.call('ZCARD', p .. ':delayed'),
+        dead = redis.call('ZCARD', p .. ':dead'),
+        jobs = redis.call('ZCARD', p .. ':jobs'),
+        states = states, workers = workers, now_ms = now_ms()})
 end
 
 redis.register_function('cru_submit', cru_submit)
 redis.register_function('cru_plan', cru_plan)
 redis.register_function('cru_chunk_done', cru_chunk_done)
 redis.register_function('cru_fail', cru_fail)
+redis.register_function('cru_dead', cru_dead)
 redis.register_function('cru_ack', cru_ack)
+redis.register_function('cru_retry_later', cru_retry_later)
+redis.register_function('cru_promote', cru_promote)
+redis.register_function('cru_claim', cru_claim)
+redis.register_function('cru_renew', cru_renew)
+redis.register_function('cru_cancel', cru_cancel)
+redis.register_function('cru_retry', cru_retry)
+redis.register_function('cru_heartbeat', cru_heartbeat)
+redis.register_function{function_name = 'cru_stats', callback = cru_stats,
+    flags = {'no-writes'}}

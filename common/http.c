@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <strings.h>
+#include <time.h>
 
 /* libcurl's upload buffer: larger means fewer read callbacks and syscalls
  * per chunk. Memory per slot stays constant whatever the chunk size. */
@@ -89,13 +91,52 @@ static size_t http_on_header(char *line, size_t size, size_t nitems, void *userd
     return len;
 }
 
-CURL *http_handle_new(void)
+struct http_client *http_client_new(void)
 {
-    return curl_easy_init();
+    struct http_client *c = calloc(1, sizeof *c);
+    if (c && !(c->curl = curl_easy_init())) {
+        free(c);
+        c = NULL;
+    }
+    return c;
 }
 
-int http_perform(CURL *h, const struct http_req *req, struct http_resp *resp)
+void http_client_free(struct http_client *c)
 {
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    free(c);
+}
+
+static int http_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                            curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    struct http_client *c = arg;
+    return c->tick(c->tick_arg);
+}
+
+long long http_retry_after_ms(const char *v)
+{
+    if (!v || !*v)
+        return -1;
+    if (isdigit((unsigned char)*v)) {
+        char *end;
+        long long s = strtoll(v, &end, 10);
+        return *end == '\0' && s >= 0 ? s * 1000 : -1;
+    }
+    time_t when = curl_getdate(v, NULL);
+    if (when < 0)
+        return -1;
+    long long ms = ((long long)when - (long long)time(NULL)) * 1000;
+    return ms < 0 ? 0 : ms;
+}
+
+int http_perform(struct http_client *c, const struct http_req *req)
+{
+    CURL *h = c->curl;
+    struct http_resp *resp = &c->resp;
     char errbuf[CURL_ERROR_SIZE] = "";
     struct http_upload up = {req->src, req->src_off, req->src_len, resp, 0};
     resp->status = 0;
@@ -122,6 +163,11 @@ int http_perform(CURL *h, const struct http_req *req, struct http_resp *resp)
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http_on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "cru/0.1");
+    if (c->tick) {
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, http_on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    }
 
     /* libcurl adds "Expect: 100-continue" to large bodies and may wait for
      * a server that ignores it: send an empty Expect to turn it off. */

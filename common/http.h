@@ -41,15 +41,33 @@ struct http_resp {
     long long sent;                 /* body bytes handed to libcurl */
 };
 
-/* Sets up the handle options every request shares. Call once per handle. */
-CURL *http_handle_new(void);
+/*
+ * One per worker slot (or CLI command): the reused handle, the last
+ * response, and an optional tick called about once a second while a
+ * transfer runs (the worker renews its lease there); a non-zero return
+ * from tick aborts the transfer.
+ */
+struct http_client {
+    CURL *curl;
+    struct http_resp resp;
+    int (*tick)(void *arg);
+    void *tick_arg;
+};
+
+/* Allocates a client; returns NULL when out of memory. */
+struct http_client *http_client_new(void);
+void http_client_free(struct http_client *c);
 
 /*
- * Performs req on h. Returns 0 when a response arrived (any status, read
- * resp->status), or -1 when the exchange failed (resp->err says why,
- * without the URL's secrets).
+ * Performs req. Returns 0 when a response arrived (any status: read
+ * c->resp.status), or -1 when the exchange failed or was aborted by tick
+ * (c->resp.err says why, without the URL's secrets).
  */
-int http_perform(CURL *h, const struct http_req *req, struct http_resp *resp);
+int http_perform(struct http_client *c, const struct http_req *req);
+
+/* Parses a Retry-After value (delay-seconds or an HTTP date) into
+ * milliseconds from now; -1 when absent or unreadable. */
+long long http_retry_after_ms(const char *value);
 
 /* Appends a printf-formatted header; returns the new list (NULL on OOM,
  * after freeing the old one). */

@@ -21,11 +21,11 @@ enum target_rc {
 
 /* Per-slot state handed to every driver call; the slot owns it. */
 struct target_ctx {
-    CURL *curl;
-    struct http_resp *resp;
+    struct http_client *http;
     char err[1024];      /* why the call failed, never with a secret in it */
     char *session;       /* set by plan (malloc'd): what later chunks need */
     char *result;        /* set when the upload completed (malloc'd JSON) */
+    long long next;      /* sequential targets: the first byte the target lacks */
 };
 
 struct target_driver {
@@ -38,11 +38,18 @@ struct target_driver {
      */
     enum target_rc (*plan)(struct target_ctx *ctx, const struct job *job,
                            long long size);
-    /* Sends bytes [off, off+len) of src as chunk n; after the last chunk,
-     * sets ctx->result to the target's answer (JSON). */
-    enum target_rc (*send_chunk)(struct target_ctx *ctx, const struct job *job,
-                                 struct source *src, long long n,
-                                 long long off, long long len);
+    /*
+     * Sends bytes [from, end) of src (end is a chunk boundary or the file
+     * size). A sequential driver may send a little past end when its
+     * fragment rules need it. Sets ctx->next to the first byte the target
+     * still lacks afterwards, and ctx->result when the upload completed.
+     */
+    enum target_rc (*send)(struct target_ctx *ctx, const struct job *job,
+                           struct source *src, long long from, long long end);
+    /* Sequential targets: asks what the target holds; sets ctx->next. */
+    enum target_rc (*query)(struct target_ctx *ctx, const struct job *job);
+    /* Aborts the target session of a cancelled job (job->session). */
+    enum target_rc (*abort)(struct target_ctx *ctx, const struct job *job);
 };
 
 /* Returns the driver for type, or NULL. */
@@ -50,8 +57,8 @@ const struct target_driver *target_find(const char *type);
 
 extern const struct target_driver target_graph;
 
-/* Classifies an HTTP status the way every driver does: 408, 429 and 5xx
- * are worth a retry, anything else is final. */
+/* Classifies an HTTP status the way every driver does: no answer, 408,
+ * 429, 500, 502, 503 and 504 are worth a retry, anything else is final. */
 enum target_rc target_status_rc(long status);
 
 #endif

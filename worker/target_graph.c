@@ -19,15 +19,15 @@
 #include "target.h"
 
 #define GRAPH_API_DEFAULT "https://graph.microsoft.com/v1.0"
-/* Graph: a session needs at least one byte; an empty file goes through the
- * simple upload, which takes at most 4 MiB. */
-#define GRAPH_SIMPLE_MAX (4LL * 1024 * 1024)
+/* Graph: fragments are multiples of 320 KiB (but the last), at most 60 MiB. */
+#define GRAPH_FRAGMENT 327680LL
+#define GRAPH_MAX_FRAGMENT (60LL * 1024 * 1024)
 
 /* Writes the target's own error text ("code: message") into ctx->err after
  * what. Graph errors are {"error": {"code": …, "message": …}}. */
 static enum target_rc graph_fail(struct target_ctx *ctx, const char *what)
 {
-    struct http_resp *r = ctx->resp;
+    struct http_resp *r = &ctx->http->resp;
     if (r->status == 0) {
         snprintf(ctx->err, sizeof ctx->err, "graph: %s: %s", what, r->err);
         return TARGET_RETRY;
@@ -52,12 +52,12 @@ static enum target_rc graph_fail(struct target_ctx *ctx, const char *what)
 /* Keeps what a dashboard wants from the final driveItem. */
 static enum target_rc graph_take_result(struct target_ctx *ctx)
 {
-    cJSON *item = cJSON_Parse(ctx->resp->body);
+    cJSON *item = cJSON_Parse(ctx->http->resp.body);
     if (!cJSON_IsObject(item)) {
         cJSON_Delete(item);
         snprintf(ctx->err, sizeof ctx->err,
                  "graph: upload completed (HTTP %ld) but the answer is not a driveItem JSON",
-                 ctx->resp->status);
+                 ctx->http->resp.status);
         return TARGET_FATAL;
     }
     cJSON *out = cJSON_CreateObject();
@@ -129,9 +129,9 @@ static enum target_rc graph_put_empty(struct target_ctx *ctx, const cJSON *t)
     h = http_header(h, "Content-Type: application/octet-stream");
     struct http_req req = {.method = "PUT", .url = url, .headers = h, .stream = 1,
                            .src_len = 0};
-    int rc = http_perform(ctx->curl, &req, ctx->resp);
+    int rc = http_perform(ctx->http, &req);
     curl_slist_free_all(h);
-    if (rc < 0 || (ctx->resp->status != 200 && ctx->resp->status != 201))
+    if (rc < 0 || (ctx->http->resp.status != 200 && ctx->http->resp.status != 201))
         return graph_fail(ctx, "simple upload of an empty file");
     return graph_take_result(ctx);
 }
@@ -164,11 +164,11 @@ static enum target_rc graph_plan(struct target_ctx *ctx, const struct job *job,
     h = http_header(h, "Content-Type: application/json");
     struct http_req req = {.method = "POST", .url = url, .headers = h,
                            .body = body, .body_len = strlen(body)};
-    int rc = http_perform(ctx->curl, &req, ctx->resp);
+    int rc = http_perform(ctx->http, &req);
     curl_slist_free_all(h);
-    if (rc < 0 || ctx->resp->status != 200)
+    if (rc < 0 || ctx->http->resp.status != 200)
         return graph_fail(ctx, "createUploadSession");
-    cJSON *j = cJSON_Parse(ctx->resp->body);
+    cJSON *j = cJSON_Parse(ctx->http->resp.body);
     const char *u = job_json_str(j, "uploadUrl");
     if (u && (strncmp(u, "https://", 8) == 0 || strncmp(u, "http://", 7) == 0)) {
         free(ctx->session);
@@ -199,61 +199,125 @@ static long long graph_next_expected(const char *body)
     return start;
 }
 
-static enum target_rc graph_send_chunk(struct target_ctx *ctx, const struct job *job,
-                                       struct source *src, long long n,
-                                       long long off, long long len)
+/* GET on the upload URL: the first byte the session still lacks. */
+static enum target_rc graph_query(struct target_ctx *ctx, const struct job *job)
 {
-    (void)n;
     if (!job->session) {
         snprintf(ctx->err, sizeof ctx->err, "graph: job has no upload session");
         return TARGET_FATAL;
     }
-    long long last = off + len - 1;
-    int final = off + len == job->size;
-    char what[128];
-    snprintf(what, sizeof what, "PUT bytes %lld-%lld/%lld", off, last, job->size);
-
-    /* Graph: the upload URL is pre-authenticated; an Authorization header
-     * on it may be refused with 401, so none is sent. */
-    struct curl_slist *h = http_header(NULL, "Content-Range: bytes %lld-%lld/%lld",
-                                       off, last, job->size);
-    struct http_req req = {.method = "PUT", .url = job->session, .headers = h,
-                           .src = src, .src_off = off, .src_len = len, .stream = 1};
-    int rc = http_perform(ctx->curl, &req, ctx->resp);
-    curl_slist_free_all(h);
-    if (rc < 0)
-        return graph_fail(ctx, what);
-    long status = ctx->resp->status;
-    if (status == 200 || status == 201) {
-        if (!final) {
-            snprintf(ctx->err, sizeof ctx->err,
-                     "graph: %s: HTTP %ld: upload completed before the last fragment",
-                     what, status);
-            return TARGET_FATAL;
-        }
-        return graph_take_result(ctx);
-    }
-    if (status != 202)
-        return graph_fail(ctx, what);
-    long long next = graph_next_expected(ctx->resp->body);
-    if (final) {
+    struct http_req req = {.method = "GET", .url = job->session};
+    if (http_perform(ctx->http, &req) < 0 || ctx->http->resp.status != 200)
+        return graph_fail(ctx, "upload session status");
+    ctx->next = graph_next_expected(ctx->http->resp.body);
+    if (ctx->next < 0) {
         snprintf(ctx->err, sizeof ctx->err,
-                 "graph: %s: HTTP 202 on the last fragment; the server still expects bytes from %lld",
-                 what, next);
-        return TARGET_FATAL;
-    }
-    if (next != off + len) {
-        snprintf(ctx->err, sizeof ctx->err,
-                 "graph: %s: HTTP 202 but the server expects bytes from %lld next, not %lld",
-                 what, next, off + len);
+                 "graph: upload session status: HTTP 200 without nextExpectedRanges");
         return TARGET_FATAL;
     }
     return TARGET_OK;
+}
+
+/*
+ * Sends [from, end) as fragments: PUT upload URL with Content-Range. Graph
+ * rules: each fragment but the last is a multiple of 320 KiB and at most
+ * 60 MiB, and fragments go in order. A resume from inside a chunk (the
+ * server kept part of a fragment) therefore sends a little past end, so the
+ * fragment length stays a multiple of 320 KiB; ctx->next tells the worker
+ * where the next chunk starts. 416 (bytes already there) is answered by a
+ * status query and the send goes on from what the server holds.
+ */
+static enum target_rc graph_send(struct target_ctx *ctx, const struct job *job,
+                                 struct source *src, long long from, long long end)
+{
+    if (!job->session) {
+        snprintf(ctx->err, sizeof ctx->err, "graph: job has no upload session");
+        return TARGET_FATAL;
+    }
+    long long size = job->size, next = from;
+    for (int round = 0; next < end; round++) {
+        long long stop = end, n;
+        if (stop < size && (stop - next) % GRAPH_FRAGMENT)
+            stop = next + ((stop - next) / GRAPH_FRAGMENT + 1) * GRAPH_FRAGMENT;
+        if (stop - next > GRAPH_MAX_FRAGMENT)
+            stop = next + GRAPH_MAX_FRAGMENT;
+        if (stop > size)
+            stop = size;
+        if (round > 64) {
+            snprintf(ctx->err, sizeof ctx->err,
+                     "graph: the server keeps refusing bytes from %lld", next);
+            return TARGET_FATAL;
+        }
+        char what[128];
+        snprintf(what, sizeof what, "PUT bytes %lld-%lld/%lld", next, stop - 1, size);
+        /* Graph: the upload URL is pre-authenticated; an Authorization
+         * header on it may be refused with 401, so none is sent. */
+        struct curl_slist *h = http_header(NULL, "Content-Range: bytes %lld-%lld/%lld",
+                                           next, stop - 1, size);
+        struct http_req req = {.method = "PUT", .url = job->session, .headers = h,
+                               .src = src, .src_off = next, .src_len = stop - next,
+                               .stream = 1};
+        int rc = http_perform(ctx->http, &req);
+        curl_slist_free_all(h);
+        long status = ctx->http->resp.status;
+        if (rc < 0)
+            return graph_fail(ctx, what);
+        if (status == 200 || status == 201) {
+            if (stop != size) {
+                snprintf(ctx->err, sizeof ctx->err,
+                         "graph: %s: HTTP %ld: upload completed before the last fragment",
+                         what, status);
+                return TARGET_FATAL;
+            }
+            ctx->next = size;
+            return graph_take_result(ctx);
+        }
+        if (status == 416) {
+            /* Graph: bytes the server already has; ask what it lacks */
+            enum target_rc qrc = graph_query(ctx, job);
+            if (qrc != TARGET_OK)
+                return qrc;
+            n = ctx->next;
+        } else if (status == 202) {
+            n = graph_next_expected(ctx->http->resp.body);
+        } else {
+            return graph_fail(ctx, what);
+        }
+        if (n < 0 || n > size) {
+            snprintf(ctx->err, sizeof ctx->err,
+                     "graph: %s: HTTP %ld without a usable nextExpectedRanges", what, status);
+            return TARGET_FATAL;
+        }
+        if (n == size) {
+            snprintf(ctx->err, sizeof ctx->err,
+                     "graph: %s: the server holds every byte but did not return the item", what);
+            return TARGET_FATAL;
+        }
+        next = n;
+    }
+    ctx->next = next;
+    return TARGET_OK;
+}
+
+static enum target_rc graph_abort(struct target_ctx *ctx, const struct job *job)
+{
+    if (!job->session)
+        return TARGET_OK;
+    struct http_req req = {.method = "DELETE", .url = job->session};
+    if (http_perform(ctx->http, &req) < 0)
+        return graph_fail(ctx, "DELETE upload session");
+    long status = ctx->http->resp.status;
+    /* 404: already gone (expired, completed, or deleted before) */
+    if (status == 204 || status == 200 || status == 404)
+        return TARGET_OK;
+    return graph_fail(ctx, "DELETE upload session");
 }
 
 const struct target_driver target_graph = {
     .type = "graph",
     .parallel = 0,
     .plan = graph_plan,
-    .send_chunk = graph_send_chunk,
+    .send = graph_send,
+    .query = graph_query,
+    .abort = graph_abort,
 };

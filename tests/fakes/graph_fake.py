@@ -105,7 +105,15 @@ Test hooks (no authentication, not counted as Graph requests)
   ``simple``, ``other``), ``put_auth_refused`` (upload-URL PUTs refused for
   carrying Authorization), ``upload_url_auth_refused`` (GET/DELETE ditto),
   ``sessions_open``, ``sessions_created``, ``sessions_completed``,
-  ``faults_injected``, ``faults_pending`` and ``bytes_received``.
+  ``sessions_deleted`` (upload URLs cancelled with DELETE -> 204),
+  ``faults_injected`` (/_fail faults only), ``faults_pending``,
+  ``bytes_received``, ``chaos`` {"503": n, "429": n, "partial500": n,
+  "drop": n} (faults injected by /_chaos), ``chaos_total`` (their sum) and
+  ``chaos_settings`` (the current /_chaos rate, modes, retry_after, seed).
+* GET  /_sessions -> JSON list of the open upload sessions, each
+  ``{"id", "drive_key", "path", "next", "total"}`` (path is the stored
+  path below drive_key joined with "/", next the next expected offset,
+  total the Content-Range total, else fileSize, else null).
 * POST /_fail?count=N&status=S[&retry_after=SEC][&kind=K][&keep=BYTES]
   The next N requests of kind K (default ``put``: upload-URL PUTs; also
   ``create``, ``simple``, ``status``) that pass authentication and request
@@ -114,6 +122,26 @@ Test hooks (no authentication, not counted as Graph requests)
   many bytes of the fragment (a server that kept part of a fragment before
   failing; nextExpectedRanges then starts inside it).  A new /_fail for the
   same kind replaces the pending one; count=0 clears it.
+* POST /_chaos?rate=R[&modes=M,M...][&retry_after=SEC][&seed=N]
+  From now on each upload-URL PUT that passes authentication and
+  validation (where a /_fail ``put`` fault would fire; pending /_fail
+  faults go first) is hit, with probability R (0..1), by one fault chosen
+  uniformly from ``modes`` (comma-separated; default all of
+  ``503,429,partial500,drop``):
+    503 / 429   answer 503 serviceNotAvailable / 429 activityLimitReached
+                (with ``Retry-After: SEC`` when retry_after was given),
+                storing nothing; the body is drained first.
+    partial500  store a random prefix of k bytes, 0 < k < length (k = 0
+                for a 1-byte fragment), exactly as a normal fragment would
+                (running hash and next expected offset advance, so
+                nextExpectedRanges then starts inside the fragment), drain
+                the rest unstored, answer 500 generalException (no
+                Retry-After).
+    drop        store a random prefix of k bytes, 0 <= k < length, then
+                shut the socket down without any response: the client sees
+                an empty reply, EOF, EPIPE or a connection reset.
+  The dice come from one random.Random(seed) (seed optional; a new /_chaos
+  call re-seeds).  rate=0 turns chaos off.  Answers the new settings.
 * POST /_expire  -> expires every open session (their URLs answer 404).
 """
 
@@ -126,6 +154,7 @@ import random
 import re
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -143,6 +172,7 @@ IO_BLOCK = 1 * MiB                     # disk write / hash block
 SESSION_LIFETIME = 3600.0              # seconds
 
 FORBIDDEN_NAME_CHARS = set('"*:<>?\\|')
+CHAOS_MODES = ("503", "429", "partial500", "drop")
 CONFLICT_BEHAVIORS = ("fail", "replace", "rename")
 
 
@@ -409,7 +439,13 @@ class FakeGraph:
             "put_auth_refused": 0, "upload_url_auth_refused": 0,
             "sessions_created": 0, "sessions_completed": 0,
             "faults_injected": 0, "bytes_received": 0,
+            "sessions_deleted": 0,
         }
+        # /_chaos: probabilistic faults on upload-URL PUTs
+        self.chaos = {"rate": 0.0, "modes": list(CHAOS_MODES),
+                      "retry_after": None, "seed": None}
+        self.chaos_rng = random.Random()
+        self.chaos_counts = {m: 0 for m in CHAOS_MODES}
 
     # -- bookkeeping --------------------------------------------------------
     def count_request(self, method, kind):
@@ -431,7 +467,51 @@ class FakeGraph:
             out.update(self.counters)
             out["sessions_open"] = len(self.sessions)
             out["faults_pending"] = {k: dict(v) for k, v in self.faults.items()}
+            out["chaos"] = dict(self.chaos_counts)
+            out["chaos_total"] = sum(self.chaos_counts.values())
+            out["chaos_settings"] = {k: (list(v) if isinstance(v, list)
+                                         else v)
+                                     for k, v in self.chaos.items()}
             return out
+
+    def set_chaos(self, rate, modes, retry_after, seed):
+        with self.lock:
+            self.chaos = {"rate": rate, "modes": list(modes),
+                          "retry_after": retry_after, "seed": seed}
+            self.chaos_rng = random.Random(seed)
+            return dict(self.chaos)
+
+    def take_chaos(self, n):
+        """Roll the dice for one upload-URL PUT of n body bytes.
+
+        Returns None, or (mode, keep, retry_after): keep is how many bytes of
+        the fragment to store first (partial500: 0 < keep < n, or 0 when
+        n == 1; drop: 0 <= keep < n; 503/429: 0).
+        """
+        with self.lock:
+            c = self.chaos
+            if c["rate"] <= 0 or not c["modes"]:
+                return None
+            rng = self.chaos_rng
+            if rng.random() >= c["rate"]:
+                return None
+            mode = rng.choice(c["modes"])
+            keep = 0
+            if mode == "partial500" and n >= 2:
+                keep = rng.randint(1, n - 1)
+            elif mode == "drop" and n >= 1:
+                keep = rng.randint(0, n - 1)
+            self.chaos_counts[mode] += 1
+            return mode, keep, c["retry_after"]
+
+    def list_sessions(self):
+        with self.lock:
+            self._reap_expired()
+            return [{"id": s.sid, "drive_key": s.drive_key,
+                     "path": "/".join(s.segs), "next": s.next,
+                     "total": s.total if s.total is not None
+                     else s.file_size}
+                    for s in self.sessions.values() if not s.dead]
 
     def set_fault(self, kind, fault):
         with self.lock:
@@ -734,8 +814,8 @@ class Handler(BaseHTTPRequestHandler):
                                  type(e).__name__)
 
     def _route(self, method, path, query):
-        if path in ("/_stats", "/_fail", "/_expire"):
-            want = "GET" if path == "/_stats" else "POST"
+        if path in ("/_stats", "/_fail", "/_expire", "/_chaos", "/_sessions"):
+            want = "GET" if path in ("/_stats", "/_sessions") else "POST"
             if method != want:
                 return self._not_allowed(want)
             return self._hook(path, query)
@@ -858,6 +938,7 @@ class Handler(BaseHTTPRequestHandler):
             })
         if method == "DELETE":
             self.app.drop(sess)
+            self.app.bump("sessions_deleted")
             return self._send(204)
         return self._put_fragment(sess)
 
@@ -935,7 +1016,13 @@ class Handler(BaseHTTPRequestHandler):
 
             if self._maybe_fault("put", keep_then_drain):
                 return
-            got, complete = self._stream_body(n, sink)
+            chaos = self._chaos_fault(sess, n, sink, keep_then_drain)
+            if chaos == "answered":
+                return
+            if chaos is None:
+                got, complete = self._stream_body(n, sink)
+        if chaos == "drop":
+            return self._drop_connection()
         if not complete:
             self.log_message("PUT /upload/%s - short body: %d of %d bytes "
                              "kept, next expected %d", sess.sid, got, n,
@@ -957,6 +1044,51 @@ class Handler(BaseHTTPRequestHandler):
         self.app.drop(sess)
         self.app.bump("sessions_completed")
         self._json(201, item)
+
+    def _chaos_fault(self, sess, n, sink, keep_then_drain):
+        """/_chaos for one validated upload-URL PUT (session lock held).
+
+        Returns None (no fault: store the fragment normally), "answered"
+        (an error was sent, or the client vanished mid-body), or "drop"
+        (a prefix was stored; the caller closes the socket, no answer).
+        """
+        c = self.app.take_chaos(n)
+        if c is None:
+            return None
+        mode, keep, retry_after = c
+        headers = {}
+        if retry_after is not None and mode in ("503", "429"):
+            headers["Retry-After"] = retry_after
+        if mode in ("503", "429"):
+            keep_then_drain(0)      # drains the body, storing nothing
+            status = int(mode)
+            self._error(status, FAULT_CODES[status],
+                        f"chaos: injected {status}", headers)
+            return "answered"
+        got, complete = self._stream_body(keep, sink)
+        self.log_message("PUT /upload/%s - chaos %s: kept %d of %d bytes, "
+                         "next expected %d", sess.sid, mode, got, n,
+                         sess.next)
+        if mode == "drop":
+            return "drop"
+        if not complete:            # client gone mid-prefix: nobody to answer
+            return "answered"
+        rest, complete = self._stream_body(n - keep, lambda _chunk: None)
+        if not complete:
+            return "answered"
+        self._error(500, "generalException",
+                    f"chaos: internal error after storing {keep} of {n} "
+                    "bytes", headers)
+        return "answered"
+
+    def _drop_connection(self):
+        """Abort the connection without answering (chaos mode "drop")."""
+        self.close_connection = True
+        self._responded = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     # -- simple upload ------------------------------------------------------
     def _simple_upload(self, drive_key, segs, query):
@@ -1012,6 +1144,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, self.app.stats())
         if path == "/_expire":
             return self._json(200, {"expired": self.app.expire_all()})
+        if path == "/_sessions":
+            return self._json(200, self.app.list_sessions())
+        if path == "/_chaos":
+            return self._chaos_hook(query)
 
         def num(name, default, lo, hi):
             vals = query.get(name)
@@ -1032,6 +1168,43 @@ class Handler(BaseHTTPRequestHandler):
                  "keep": num("keep", 0, 0, MAX_FRAGMENT)}
         self.app.set_fault(kind, fault)
         self._json(200, {"kind": kind, **fault})
+
+    def _chaos_hook(self, query):
+        def one(name):
+            vals = query.get(name)
+            if vals and len(vals) != 1:
+                raise BadRequest(f"{name} given more than once")
+            return vals[0] if vals else None
+
+        raw = one("rate")
+        if raw is None:
+            raise BadRequest("rate is required (0..1; 0 turns chaos off)")
+        try:
+            rate = float(raw)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:      # also rejects nan
+            raise BadRequest("rate must be a number in [0, 1]")
+        raw = one("modes")
+        modes = list(CHAOS_MODES)
+        if raw is not None:
+            modes = []
+            for m in raw.split(","):
+                m = m.strip()
+                if m not in CHAOS_MODES:
+                    raise BadRequest(f"unknown chaos mode {m!r}; known: "
+                                     + ",".join(CHAOS_MODES))
+                if m not in modes:
+                    modes.append(m)
+        retry_after = one("retry_after")
+        if retry_after is not None and not retry_after.isdigit():
+            raise BadRequest("retry_after must be an integer >= 0")
+        seed = one("seed")
+        if seed is not None:
+            if not re.fullmatch(r"-?[0-9]+", seed):
+                raise BadRequest("seed must be an integer")
+            seed = int(seed)
+        self._json(200, self.app.set_chaos(rate, modes, retry_after, seed))
 
     # -- HTTP methods -------------------------------------------------------
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch
