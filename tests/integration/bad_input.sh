@@ -9,6 +9,8 @@ set -uo pipefail
 
 start_redis
 start_graph_fake
+# transient failures retried quickly, and only 3 times
+export CRU_MAX_ATTEMPTS=3 CRU_RETRY_BASE_MS=50
 start_workers 1 --concurrency 2
 SRC=$CRU_SOURCE_ROOT
 make_file "$SRC/ok.bin" 700000
@@ -71,7 +73,8 @@ sleep 0.5
 id=$(submit "$SRC/ok.bin" --target "{\"type\":\"graph\",\"api\":\"http://127.0.0.1:$junk_port\",\"me\":true,\"path\":\"x.bin\",\"token\":\"t\"}")
 expect_failed "target that is not Graph" "$id" "createUploadSession: HTTP 501"
 id=$(submit "$SRC/ok.bin" --target "{\"type\":\"graph\",\"upload_url\":\"http://127.0.0.1:$(free_port)/up/x\"}")
-expect_failed "target not listening" "$id" "Couldn't connect to server"
+expect_failed "target not listening: retried, then failed" "$id" "gave up after 3 attempts: graph: upload session status: Failed to connect"
+assert_eq "target not listening: 2 retries recorded" 2 "$(rcli --raw HGET "cru:job:$id" retries)"
 
 # Chunk messages a job cannot take: out of range, not a number.
 url=$(graph_create_session d ok.bin)
@@ -84,7 +87,7 @@ expect_failed "chunk out of range" late "chunk 7 out of range (the job has 1 chu
 rcli HSET "cru:job:late2" state running size 10 chunk_size 327680 chunks 1 \
     spec "{\"source\":\"$SRC/ok.bin\",\"target\":{\"type\":\"graph\",\"upload_url\":\"$url\"}}" >/dev/null
 rcli XADD cru:chunks '*' job late2 chunk -1 >/dev/null
-expect_failed "chunk not an index" late2 'chunk "-1" is not an index'
+expect_failed "chunk not an index" late2 'bad message: chunk is not an index'
 
 # The worker survived all of it, acknowledged everything, and still works.
 assert_eq "worker still running" 1 "$(kill -0 "$(worker_pid 1)" 2>/dev/null && echo 1)"
