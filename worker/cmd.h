@@ -16,5 +16,8 @@ int cmd_submit(int argc, char **argv, struct config *cfg);
 int cmd_status(int argc, char **argv, struct config *cfg);
 int cmd_watch(int argc, char **argv, struct config *cfg);
 int cmd_jobs(int argc, char **argv, struct config *cfg);
+int cmd_cancel(int argc, char **argv, struct config *cfg);
+int cmd_retry(int argc, char **argv, struct config *cfg);
+int cmd_stats(int argc, char **argv, struct config *cfg);
 
 #endif

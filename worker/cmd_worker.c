@@ -46,19 +46,31 @@ int cmd_worker(int argc, char **argv, struct config *cfg)
         "  -c, --concurrency N   chunk slots (threads) in this process\n"
         "                        (env CRU_CONCURRENCY, default 4)\n"
         "  --source-root DIR     file sources must lie under DIR (env CRU_SOURCE_ROOT;\n"
-        "                        unset: file sources are refused)\n" CLI_COMMON_HELP;
+        "                        unset: file sources are refused)\n"
+        "  --lease-ms MS         lease on a chunk in flight, renewed every third; an\n"
+        "                        idle message is taken over after it (CRU_LEASE_MS, 60000)\n"
+        "  --max-deliveries N    dead-letter a message delivered more often (5)\n"
+        "  --max-attempts N      fail a job after N transient failures (10)\n"
+        "  --retry-base-ms MS    backoff base (1000); --retry-cap-ms MS: cap (300000)\n"
+        "  --grace-ms MS         on SIGTERM, time for chunks in flight (25000)\n" CLI_COMMON_HELP;
     static const struct option opts[] = {
         {"concurrency", required_argument, 0, 'c'},
         {"source-root", required_argument, 0, 'S'},
+        {"lease-ms", required_argument, 0, 1},
+        {"max-deliveries", required_argument, 0, 1},
+        {"max-attempts", required_argument, 0, 1},
+        {"retry-base-ms", required_argument, 0, 1},
+        {"retry-cap-ms", required_argument, 0, 1},
+        {"grace-ms", required_argument, 0, 1},
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0},
     };
-    int c, rc = CLI_OK;
+    int c, rc = CLI_OK, idx = 0;
     char err[512];
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (c == 'c' || c == 'S') {
-            if (config_set(cfg, c == 'c' ? "concurrency" : "source-root", optarg, err,
-                           sizeof err) < 0) {
+    while ((c = getopt_long(argc, argv, "c:h", opts, &idx)) != -1) {
+        if (c == 'c' || c == 'S' || c == 1) {
+            const char *name = c == 'c' ? "concurrency" : c == 'S' ? "source-root" : opts[idx].name;
+            if (config_set(cfg, name, optarg, err, sizeof err) < 0) {
                 fprintf(stderr, "cru worker: %s\n", err);
                 return CLI_USAGE;
             }

@@ -20,6 +20,9 @@ static const struct {
     {"status", cmd_status, "show a job (--json for machines)"},
     {"watch", cmd_watch, "live progress bar until the job ends"},
     {"jobs", cmd_jobs, "list jobs, newest first (--state S)"},
+    {"cancel", cmd_cancel, "cancel a job and abort its target session"},
+    {"retry", cmd_retry, "requeue a failed job from where it stopped"},
+    {"stats", cmd_stats, "queue, delayed, dead, workers, jobs by state"},
 };
 
 static void usage(FILE *f)
@@ -31,7 +34,8 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nenvironment: CRU_REDIS_URL, CRU_PREFIX, CRU_CONCURRENCY, CRU_SOURCE_ROOT,\n"
-               "CRU_LOG_LEVEL (flags win over the environment).\n");
+               "CRU_LOG_LEVEL, CRU_LEASE_MS, CRU_MAX_DELIVERIES, CRU_MAX_ATTEMPTS,\n"
+               "CRU_RETRY_BASE_MS, CRU_RETRY_CAP_MS, CRU_GRACE_MS (flags win over the environment).\n");
 }
 
 int main(int argc, char **argv)
