@@ -217,6 +217,7 @@ int config_set(struct config *cfg, const char *name, const char *value,
         {"retry-base-ms", offsetof(struct config, retry_base_ms), 1, 3600000},
         {"retry-cap-ms", offsetof(struct config, retry_cap_ms), 1, 86400000},
         {"grace-ms", offsetof(struct config, grace_ms), 0, 3600000},
+        {"rate-limit", offsetof(struct config, rate_limit), 0, 1LL << 40},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         if (strcmp(name, nums[i].name) != 0)
@@ -242,7 +243,7 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
         {"CRU_LOG_LEVEL", "log-level"},     {"CRU_LEASE_MS", "lease-ms"},
         {"CRU_MAX_DELIVERIES", "max-deliveries"}, {"CRU_MAX_ATTEMPTS", "max-attempts"},
         {"CRU_RETRY_BASE_MS", "retry-base-ms"}, {"CRU_RETRY_CAP_MS", "retry-cap-ms"},
-        {"CRU_GRACE_MS", "grace-ms"},
+        {"CRU_GRACE_MS", "grace-ms"},       {"CRU_RATE_LIMIT", "rate-limit"},
     };
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->prefix, sizeof cfg->prefix, "cru");

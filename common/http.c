@@ -186,6 +186,8 @@ int http_perform(struct http_client *c, const struct http_req *req)
         curl_easy_setopt(h, CURLOPT_READDATA, &up);
         curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->src_len);
         curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, (long)HTTP_UPLOAD_BUFFER);
+        if (c->max_send_speed > 0)
+            curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)c->max_send_speed);
         if (strcmp(req->method, "PUT") != 0)
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     } else if (req->body) {

@@ -52,6 +52,7 @@ struct http_client {
     struct http_resp resp;
     int (*tick)(void *arg);
     void *tick_arg;
+    long long max_send_speed;   /* bytes/s, 0 for no limit */
 };
 
 /* Allocates a client; returns NULL when out of memory. */

@@ -52,7 +52,8 @@ int cmd_worker(int argc, char **argv, struct config *cfg)
         "  --max-deliveries N    dead-letter a message delivered more often (5)\n"
         "  --max-attempts N      fail a job after N transient failures (10)\n"
         "  --retry-base-ms MS    backoff base (1000); --retry-cap-ms MS: cap (300000)\n"
-        "  --grace-ms MS         on SIGTERM, time for chunks in flight (25000)\n" CLI_COMMON_HELP;
+        "  --grace-ms MS         on SIGTERM, time for chunks in flight (25000)\n"
+        "  --rate-limit BYTES    per slot, bytes/s sent (K/M suffixes; CRU_RATE_LIMIT, 0: none)\n" CLI_COMMON_HELP;
     static const struct option opts[] = {
         {"concurrency", required_argument, 0, 'c'},
         {"source-root", required_argument, 0, 'S'},
@@ -62,6 +63,7 @@ int cmd_worker(int argc, char **argv, struct config *cfg)
         {"retry-base-ms", required_argument, 0, 1},
         {"retry-cap-ms", required_argument, 0, 1},
         {"grace-ms", required_argument, 0, 1},
+        {"rate-limit", required_argument, 0, 1},
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0},
     };

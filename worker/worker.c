@@ -111,7 +111,9 @@ static int slot_connect(struct slot *s)
 {
     if (s->q.c)
         return 0;
-    if (redisq_connect(&s->q, s->cfg) < 0 || redisq_ensure_group(&s->q) < 0) {
+    /* the library too: a Redis restarted without persistence lost it */
+    if (redisq_connect(&s->q, s->cfg) < 0 || redisq_load_library(&s->q) < 0 ||
+        redisq_ensure_group(&s->q) < 0) {
         redisq_close(&s->q);
         return -1;
     }
@@ -641,6 +643,7 @@ int worker_run(const struct config *cfg)
         if (s->tctx.http) {
             s->tctx.http->tick = slot_tick;
             s->tctx.http->tick_arg = s;
+            s->tctx.http->max_send_speed = cfg->rate_limit;
         }
         if (!s->tctx.http || pthread_create(&s->thread, NULL, slot_run, s) != 0) {
             log_error(NULL, -1, "cannot start slot %d", i);
