@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Chaos: three worker processes, and every 1-2 s one of them is killed
+# with SIGKILL (mid-chunk, mid-FCALL, wherever it is) and a new one started,
+# while 30 jobs of 5-40 MiB upload. Leases expire, other workers take the
+# messages over and resume from what the target holds. Every job must end
+# done and byte-exact with bytes_done == size, and nothing stay pending.
+set -uo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+start_redis
+start_graph_fake
+export CRU_LEASE_MS=1500 CRU_RETRY_BASE_MS=100 CRU_RETRY_CAP_MS=1000 CRU_MAX_DELIVERIES=20
+# a modest send rate keeps chunks in flight long enough to be killed mid-way
+start_workers 3 --concurrency 2 --rate-limit 8M
+SRC=$CRU_SOURCE_ROOT
+
+declare -a IDS=() FILES=() STORED=()
+for i in $(seq 1 30); do
+    size=$(( (5 + (i * 104729) % 36) * 1024 * 1024 + i * 977 ))
+    make_file "$SRC/c$i.bin" "$size"
+    if [ $((i % 3)) = 0 ]; then
+        url=$(graph_create_session d1 "c$i.bin")
+        target="{\"type\":\"graph\",\"upload_url\":\"$url\"}"
+        STORED+=("drive-d1/c$i.bin")
+    else
+        target="{\"type\":\"graph\",\"api\":\"$GRAPH_API\",\"drive_id\":\"d2\",\"path\":\"c$i.bin\",\"token\":\"$GRAPH_TOKEN\",\"conflict\":\"replace\"}"
+        STORED+=("drive-d2/c$i.bin")
+    fi
+    IDS+=("$("$CRU" submit "$SRC/c$i.bin" --target "$target" --chunk-size 5M --id "c$i")")
+    FILES+=("$SRC/c$i.bin")
+done
+
+all_ended() {
+    local id s
+    for id in "${IDS[@]}"; do
+        s=$(rcli --raw HGET "cru:job:$id" state)
+        case "$s" in done | failed | cancelled) ;; *) return 1 ;; esac
+    done
+}
+
+kills=0
+deadline=$(($(date +%s) + 240))
+while ! all_ended && [ "$(date +%s)" -lt "$deadline" ]; do
+    sleep "1.$((RANDOM % 10))"
+    victims=("${!T_WORKER_PIDS[@]}")
+    v=${victims[RANDOM % ${#victims[@]}]}
+    kill_worker "$v" KILL
+    kills=$((kills + 1))
+    start_workers 1 --concurrency 2 --rate-limit 8M
+done
+echo "chaos: $kills workers killed" >&2
+if [ "$kills" -ge 5 ]; then pass "workers were killed ($kills)"; else fail "workers were killed" "$kills"; fi
+
+exact=0
+for i in "${!IDS[@]}"; do
+    id=${IDS[i]}
+    state=$(wait_job "$id" 60)
+    if [ "$state" != done ]; then
+        fail "$id: done" "state $state: $(rcli --raw HGET "cru:job:$id" error)"
+        continue
+    fi
+    read -r bd sz cd ch < <(rcli --raw HMGET "cru:job:$id" bytes_done size chunks_done chunks | tr '\n' ' ')
+    if [ "$(sha "${FILES[i]}")" = "$(sha "$GRAPH_STORE/${STORED[i]}")" ] && [ "$bd" = "$sz" ] &&
+        [ "$cd" = "$ch" ]; then
+        exact=$((exact + 1))
+    else
+        fail "$id: byte-exact, counted once" "bytes_done $bd size $sz chunks $cd/$ch"
+    fi
+done
+assert_eq "30 jobs done, byte-exact, each chunk counted once" 30 "$exact"
+assert_eq "nothing pending" 0 "$(rcli XPENDING cru:chunks workers | head -1)"
+assert_eq "stream empty" 0 "$(rcli XLEN cru:chunks)"
+assert_eq "nothing delayed" 0 "$(rcli ZCARD cru:delayed)"
+assert_eq "nothing dead" 0 "$(rcli ZCARD cru:dead)"
+takeovers=$(cat "$T_DIR"/worker-*.log | grep -c "took over message" || true)
+echo "chaos: $takeovers messages taken over from killed workers" >&2
+if [ "$takeovers" -ge 1 ]; then pass "messages taken over ($takeovers)"; else fail "messages taken over" 0; fi
