@@ -212,14 +212,15 @@ rcli() {
     redis-cli -p "$REDIS_PORT" "$@"
 }
 
-# start_redis: private redis-server on a free port; exports REDIS_PORT and
-# CRU_REDIS_URL.
+# start_redis [PORT]: private redis-server on a free port (or PORT);
+# exports REDIS_PORT and CRU_REDIS_URL. REDIS_AOF=yes turns on the
+# append-only file (in $T_DIR), so stop_redis + start_redis keeps the data.
 start_redis() {
     local attempt port pid deadline
     for attempt in 1 2 3; do
-        port=$(free_port)
+        port=${1:-$(free_port)}
         redis-server --port "$port" --bind 127.0.0.1 --save '' \
-            --appendonly no --dir "$T_DIR" --daemonize no \
+            --appendonly "${REDIS_AOF:-no}" --dir "$T_DIR" --daemonize no \
             --logfile "$T_DIR/redis.log" </dev/null >/dev/null 2>&1 &
         pid=$!
         T_PIDS+=("$pid")
@@ -240,6 +241,12 @@ start_redis() {
     done
     echo "lib.sh: could not start redis-server" >&2
     return 1
+}
+
+# stop_redis: SIGTERM the test's redis-server (it writes its AOF) and wait.
+stop_redis() {
+    _t_kill "$REDIS_PID"
+    _t_forget "$REDIS_PID"
 }
 
 # submit_job JSON: FCALL cru_submit 0 JSON; prints the reply.
