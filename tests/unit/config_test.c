@@ -1,5 +1,6 @@
 /* config_test.c — Redis URL parsing, sizes, and log redaction. */
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "unit.h"
 
@@ -57,6 +58,15 @@ int main(void)
     CHECK("size: negative refused", config_parse_size("-1", 1, 1LL << 40, &v) < 0);
     CHECK("size: over max refused", config_parse_size("2G", 1, 1LL << 30, &v) < 0);
     CHECK("size: empty refused", config_parse_size("", 1, 10, &v) < 0);
+
+    CHECK("retry-after: seconds", http_retry_after_ms("5") == 5000);
+    CHECK("retry-after: zero", http_retry_after_ms("0") == 0);
+    CHECK("retry-after: absent", http_retry_after_ms("") == -1 && http_retry_after_ms(NULL) == -1);
+    CHECK("retry-after: garbage", http_retry_after_ms("soon") == -1);
+    CHECK("retry-after: negative", http_retry_after_ms("-3") == -1);
+    CHECK("retry-after: HTTP date in the past", http_retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT") == 0);
+    long long far = http_retry_after_ms("Fri, 01 Jan 2100 00:00:00 GMT");
+    CHECK("retry-after: HTTP date in the future", far > 1000LL * 3600 * 24 * 365);
 
     redact("https://host.example/up/abc?tempauth=SECRET", 0, "https://host.example/up/abc?…");
     redact("https://user:pw@host.example:8443/a/b", 0, "https://host.example:8443/a/b");
