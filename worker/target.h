@@ -46,8 +46,14 @@ struct target_driver {
      */
     enum target_rc (*send)(struct target_ctx *ctx, const struct job *job,
                            struct source *src, long long from, long long end);
-    /* Sequential targets: asks what the target holds; sets ctx->next. */
-    enum target_rc (*query)(struct target_ctx *ctx, const struct job *job);
+    /*
+     * Sequential targets: asks what the target holds; sets ctx->next. When
+     * the session is gone because the upload completed (its worker was lost
+     * before recording the answer), a driver that can verify the stored
+     * item against src sets ctx->result and ctx->next = size instead.
+     */
+    enum target_rc (*query)(struct target_ctx *ctx, const struct job *job,
+                            struct source *src);
     /* Aborts the target session of a cancelled job (job->session). */
     enum target_rc (*abort)(struct target_ctx *ctx, const struct job *job);
 };

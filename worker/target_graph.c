@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checksum.h"
 #include "log.h"
 #include "target.h"
 
@@ -79,8 +80,9 @@ static enum target_rc graph_take_result(struct target_ctx *ctx)
     return ctx->result ? TARGET_OK : TARGET_FATAL;
 }
 
-/* Builds "{api}/drives/{id}/root:/{path}:{suffix}" (or /sites/{id}/drive,
- * /me/drive) for the spec's drive fields. */
+/* Builds "{api}/drives/{id}/root:/{path}{suffix}" (or /sites/{id}/drive,
+ * /me/drive) for the spec's drive fields; suffix is e.g.
+ * ":/createUploadSession", or "" for the item itself. */
 static int graph_item_url(const cJSON *t, const char *suffix, char *out, size_t outlen)
 {
     const char *api = job_json_str(t, "api");
@@ -105,7 +107,7 @@ static int graph_item_url(const cJSON *t, const char *suffix, char *out, size_t 
     size_t alen = strlen(api ? api : GRAPH_API_DEFAULT);
     if (api && alen && api[alen - 1] == '/')
         alen--;
-    int n = snprintf(out, outlen, "%.*s%s/root:/%s:%s", (int)alen,
+    int n = snprintf(out, outlen, "%.*s%s/root:/%s%s", (int)alen,
                      api ? api : GRAPH_API_DEFAULT, base, path_esc, suffix);
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
@@ -115,9 +117,9 @@ static enum target_rc graph_put_empty(struct target_ctx *ctx, const cJSON *t)
 {
     const char *token = job_json_str(t, "token");
     const char *conflict = job_json_str(t, "conflict");
-    char url[8192], suffix[128] = "/content";
+    char url[8192], suffix[128] = ":/content";
     if (conflict)
-        snprintf(suffix, sizeof suffix, "/content?@microsoft.graph.conflictBehavior=%s", conflict);
+        snprintf(suffix, sizeof suffix, ":/content?@microsoft.graph.conflictBehavior=%s", conflict);
     if (!token || graph_item_url(t, suffix, url, sizeof url) < 0) {
         snprintf(ctx->err, sizeof ctx->err,
                  "graph: the source is empty (0 bytes) and an upload session needs at "
@@ -150,7 +152,7 @@ static enum target_rc graph_plan(struct target_ctx *ctx, const struct job *job,
     }
     const char *token = job_json_str(t, "token");
     char url[8192];
-    if (!token || graph_item_url(t, "/createUploadSession", url, sizeof url) < 0) {
+    if (!token || graph_item_url(t, ":/createUploadSession", url, sizeof url) < 0) {
         snprintf(ctx->err, sizeof ctx->err,
                  "graph: target needs upload_url, or drive_id/site_id/me with path and token");
         return TARGET_FATAL;
@@ -199,15 +201,66 @@ static long long graph_next_expected(const char *body)
     return start;
 }
 
+/*
+ * The upload session is gone (404). If the worker that sent the last
+ * fragment was lost before it recorded Graph's answer, the file is
+ * complete at the target: with a token, look the item up by path and take
+ * it as the result when its size and QuickXorHash match the source.
+ */
+static enum target_rc graph_recover(struct target_ctx *ctx, const struct job *job,
+                                    struct source *src)
+{
+    const cJSON *t = job->target;
+    const char *token = job_json_str(t, "token");
+    char url[8192], what[] = "upload session status: HTTP 404, session gone";
+    if (!token || graph_item_url(t, "", url, sizeof url) < 0) {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: %s (expired, cancelled, or completed while its worker was lost; "
+                 "with only an upload_url the worker cannot check the item)", what);
+        return TARGET_FATAL;
+    }
+    struct curl_slist *h = http_header(NULL, "Authorization: Bearer %s", token);
+    struct http_req req = {.method = "GET", .url = url, .headers = h};
+    int rc = http_perform(ctx->http, &req);
+    curl_slist_free_all(h);
+    long status = ctx->http->resp.status;
+    if (rc < 0 || (status != 200 && status != 404))
+        return graph_fail(ctx, "looking up the item after the session was gone");
+    cJSON *item = status == 200 ? cJSON_Parse(ctx->http->resp.body) : NULL;
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(item, "size");
+    const cJSON *hashes = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(item, "file"), "hashes");
+    const char *remote = job_json_str(hashes, "quickXorHash");
+    char local[QXH_B64_LEN] = "";
+    int match = cJSON_IsNumber(size) && (long long)size->valuedouble == job->size && remote &&
+                qxh_source(src, local) == 0 && strcmp(local, remote) == 0;
+    cJSON_Delete(item);
+    if (!match) {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "graph: %s, and the item at the target path %s (the session expired or "
+                 "was cancelled: submit the job again)",
+                 what, status == 404 ? "does not exist" : "does not match the source");
+        return TARGET_FATAL;
+    }
+    log_info(job->id, -1, "upload session gone but the item matches the source "
+             "(size and QuickXorHash): the upload had completed");
+    ctx->next = job->size;
+    return graph_take_result(ctx);
+}
+
 /* GET on the upload URL: the first byte the session still lacks. */
-static enum target_rc graph_query(struct target_ctx *ctx, const struct job *job)
+static enum target_rc graph_query(struct target_ctx *ctx, const struct job *job,
+                                  struct source *src)
 {
     if (!job->session) {
         snprintf(ctx->err, sizeof ctx->err, "graph: job has no upload session");
         return TARGET_FATAL;
     }
     struct http_req req = {.method = "GET", .url = job->session};
-    if (http_perform(ctx->http, &req) < 0 || ctx->http->resp.status != 200)
+    int rc = http_perform(ctx->http, &req);
+    if (rc == 0 && ctx->http->resp.status == 404)
+        return graph_recover(ctx, job, src);
+    if (rc < 0 || ctx->http->resp.status != 200)
         return graph_fail(ctx, "upload session status");
     ctx->next = graph_next_expected(ctx->http->resp.body);
     if (ctx->next < 0) {
@@ -274,9 +327,11 @@ static enum target_rc graph_send(struct target_ctx *ctx, const struct job *job,
         }
         if (status == 416) {
             /* Graph: bytes the server already has; ask what it lacks */
-            enum target_rc qrc = graph_query(ctx, job);
+            enum target_rc qrc = graph_query(ctx, job, src);
             if (qrc != TARGET_OK)
                 return qrc;
+            if (ctx->result)
+                return TARGET_OK; /* it had completed meanwhile */
             n = ctx->next;
         } else if (status == 202) {
             n = graph_next_expected(ctx->http->resp.body);

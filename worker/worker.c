@@ -360,7 +360,7 @@ static void slot_chunk(struct slot *s, struct job *job, const struct msg *m,
     enum target_rc rc = TARGET_OK;
     if (!drv->parallel && (m->resume || m->deliveries > 1)) {
         /* a retry or a takeover: the target may hold part of this chunk */
-        rc = drv->query(&s->tctx, job);
+        rc = drv->query(&s->tctx, job, &src);
         if (rc == TARGET_OK) {
             from = s->tctx.next;
             log_info(job->id, n, "resuming: the target holds bytes up to %lld", from);

@@ -75,6 +75,9 @@ Graph API surface ({base} is any prefix such as /v1.0, or empty)
   ["<next>-"]}``.
 * DELETE <uploadUrl> -> 204; the session and its part file are dropped.
   GET and DELETE also refuse an Authorization header with 401.
+* GET {base}/drives/{id}/root:/{path} (also /me/drive/..., /sites/{id}/drive/...)
+  with the bearer token: the stored file's driveItem (size, quickXorHash
+  computed from its bytes), 404 itemNotFound when there is none.
 * PUT {base}/drives/{id}/root:/{path}:/content (also /me/drive/...,
   /sites/{id}/drive/..., and the items/{parent-id}:/{name}: form): simple
   upload.  Bearer token required (401), Content-Length required (411),
@@ -377,6 +380,11 @@ GRAPH_RE = re.compile(
     r"/(?:drives/(?P<drive>[^/:]+)|me/drive|sites/(?P<site>[^/:]+)/drive)"
     r"/(?:root:/(?P<path>[^:]+)|items/(?P<parent>[^/:]+):/(?P<name>[^/:]+))"
     r":/(?P<action>[A-Za-z]+)$")
+# GET {base}/{drive selector}/root:/{path}[:] -> the driveItem (metadata)
+ITEM_RE = re.compile(
+    r"^(?P<base>(?:/[^/:]+)*?)"
+    r"/(?:drives/(?P<drive>[^/:]+)|me/drive|sites/(?P<site>[^/:]+)/drive)"
+    r"/root:/(?P<path>[^:]+):?$")
 UPLOAD_RE = re.compile(r"^/upload/(?P<sid>[A-Za-z0-9_-]+)$")
 CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
@@ -461,7 +469,7 @@ class FakeGraph:
         with self.lock:
             self._reap_expired()
             out = {"requests": dict(self.requests)}
-            for kind in ("create", "put", "status", "delete", "simple", "other"):
+            for kind in ("create", "put", "status", "delete", "simple", "item", "other"):
                 out[kind] = sum(v for k, v in self.requests.items()
                                 if k.split(" ", 1)[1] == kind)
             out.update(self.counters)
@@ -589,6 +597,29 @@ class FakeGraph:
 
     def exists(self, drive_key, segs):
         return os.path.lexists(self.target_path(drive_key, segs))
+
+    def item(self, drive_key, segs):
+        """The driveItem of a stored file (hash computed from its bytes)."""
+        target = self.target_path(drive_key, segs)
+        if not os.path.isfile(target):
+            raise BadRequest("the item does not exist", 404, "itemNotFound")
+        h = QuickXorHash()
+        with open(target, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        rel = "/".join([drive_key] + list(segs))
+        with self.lock:
+            item_id = self.item_ids.setdefault(
+                rel, "01" + base64.b32encode(secrets.token_bytes(20)).decode())
+        st = os.stat(target)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return {
+            "id": item_id, "name": segs[-1], "size": st.st_size,
+            "webUrl": f"http://{host}:{self.port}/web/" + urllib.parse.quote(rel),
+            "lastModifiedDateTime": iso_utc(st.st_mtime),
+            "file": {"mimeType": "application/octet-stream",
+                     "hashes": {"quickXorHash": h.b64digest()}},
+        }
 
     def commit(self, src, drive_key, segs, conflict, size, qxh):
         """Move src into place honouring conflict; returns driveItem dict.
@@ -843,6 +874,13 @@ class Handler(BaseHTTPRequestHandler):
             if create:
                 return self._create_session(drive_key, segs)
             return self._simple_upload(drive_key, segs, query)
+
+        m = ITEM_RE.match(path)
+        if m and method == "GET":
+            self.app.count_request(method, "item")
+            self._check_bearer()
+            drive_key, segs = parse_target(m)
+            return self._json(200, self.app.item(drive_key, segs))
 
         self.app.count_request(method, "other")
         raise BadRequest(f"no resource at {path}", 404, "itemNotFound")
