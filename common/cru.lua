@@ -365,6 +365,11 @@ local function cru_plan(keys, args)
     local state = redis.call('HGET', jk, 'state')
     if not state or TERMINAL[state] or redis.call('HEXISTS', jk, 'planned_ms') == 1 then
         ack(p, msgid)
+        if state == 'cancelled' and (args[6] or '') ~= '' then
+            -- cancelled while the session was being opened: abort it too
+            redis.call('HSET', jk, 'session', args[6])
+            enqueue(p, {'job', id, 'op', 'abort'})
+        end
         return 'skip'
     end
     local now = now_ms()
@@ -413,17 +418,26 @@ local function cru_chunk_done(keys, args)
     ack(p, msgid)
     local outcome = 'skip'
     if result ~= '' then
-        -- the target holds the whole file: every chunk is done
+        -- the target holds the whole file: every chunk is done (a resumed
+        -- fragment may have carried the last chunks' bytes too)
         redis.call('HSET', jk, 'chunks_done', chunks, 'bytes_done', v[3])
+        local covered = first and {chunk} or {}
+        for n = chunk + 1, chunks - 1 do
+            if redis.call('HSETNX', jk .. ':parts', tostring(n), 'done') == 1 then
+                table.insert(covered, n)
+            end
+        end
+        for _, n in ipairs(covered) do event(p, id, {'chunk', tostring(n)}) end
         finish(p, jk, 'running', 'done', now, {'result', result})
-        outcome = 'done'
+        event(p, id)
+        return 'done'
     elseif first and chunk + 1 < chunks then
         local f = {'job', id, 'chunk', tostring(chunk + 1)}
         if next_from ~= '' then table.insert(f, 'from'); table.insert(f, next_from) end
         enqueue(p, f)
         outcome = 'next'
     end
-    if first or outcome == 'done' then event(p, id, {'chunk', tostring(chunk)}) end
+    if first then event(p, id, {'chunk', tostring(chunk)}) end
     return outcome
 end
 
@@ -519,7 +533,8 @@ end
 -- Takes over one message idle longer than min_idle_ms (its worker died or
 -- lost its lease). A message delivered more than max_deliveries times is
 -- dead-lettered and its job failed instead. Returns
--- {next_cursor, msgid, deliveries, field, value, ...} or {next_cursor}.
+-- {next_cursor, msgid, deliveries, field, value, ...}, {next_cursor} when
+-- there is none, or {next_cursor, "", deliveries, reason} after a dead letter.
 local function cru_claim(keys, args)
     local p = prefix_of(keys)
     local consumer, min_idle, max_deliveries = args[1], args[2], tonumber(args[3])
@@ -537,7 +552,7 @@ local function cru_claim(keys, args)
         local what = f.chunk and ('chunk ' .. f.chunk) or ('op ' .. tostring(f.op))
         local reason = 'worker lost ' .. (deliveries - 1) .. ' times on ' .. what
         cru_dead(keys, {msgid, f.job or '', f.chunk or '', reason})
-        return {cursor}
+        return {cursor, '', deliveries, reason}
     end
     local out = {cursor, msgid, deliveries}
     for _, x in ipairs(fields) do table.insert(out, x) end
@@ -569,22 +584,33 @@ local function cru_cancel(keys, args)
     local p = prefix_of(keys)
     local id = args[1] or ''
     local jk = p .. ':job:' .. id
-    local v = redis.call('HMGET', jk, 'state', 'session')
+    local v = redis.call('HMGET', jk, 'state', 'session', 'spec')
     local state = v[1]
     if not state then return redis.error_reply('ERR no such job: ' .. id) end
     if TERMINAL[state] then
         return redis.error_reply('ERR job ' .. id .. ' has already ended (' .. state .. ')')
     end
     finish(p, jk, state, 'cancelled', now_ms(), {'error', 'cancelled'})
-    if v[2] and v[2] ~= '' then enqueue(p, {'job', id, 'op', 'abort'}) end
     event(p, id)
+    -- a session to abort: the one the worker opened, or the app's upload_url
+    local ok, spec = pcall(cjson.decode, v[3] or '')
+    local app_url = ok and type(spec) == 'table' and type(spec.target) == 'table' and
+        type(spec.target.upload_url) == 'string'
+    if (v[2] and v[2] ~= '') or app_url then
+        enqueue(p, {'job', id, 'op', 'abort'})
+        return 'cancelled; a worker aborts its upload session'
+    end
+    if state == 'queued' then
+        -- a plan may be in flight: cru_plan aborts the session it opened
+        return 'cancelled'
+    end
     return 'cancelled'
 end
 
 -- FCALL cru_retry 1 prefix <id>
 -- Requeues a failed job from where it stopped: the first chunk not done
 -- (the worker asks the target what it holds before sending), or the plan if
--- it never got that far.
+-- it never got that far. Returns "requeued".
 local function cru_retry(keys, args)
     local p = prefix_of(keys)
     local id = args[1] or ''
@@ -609,7 +635,7 @@ local function cru_retry(keys, args)
         enqueue(p, {'job', id, 'chunk', tostring(n), 'resume', '1'})
     end
     event(p, id)
-    return id
+    return 'requeued'
 end
 
 -- FCALL cru_heartbeat 1 prefix <worker id> <json> | cru_heartbeat 1 prefix <worker id>

@@ -49,7 +49,7 @@ static int ops_call(struct config *cfg, const char *cmd, const char *fn, const c
             fprintf(stderr, "cru %s: %s\n", cmd, strncmp(r->str, "ERR ", 4) ? r->str : r->str + 4);
             rc = CLI_USAGE;
         } else {
-            printf("%s %s\n", id, msg);
+            printf("%s %s\n", id, r->type == REDIS_REPLY_STRING ? r->str : msg);
             rc = CLI_OK;
         }
         if (r)
@@ -68,9 +68,7 @@ int cmd_cancel(int argc, char **argv, struct config *cfg)
         "options:\n" CLI_COMMON_HELP;
     int rc;
     const char *id = ops_id_arg(argc, argv, cfg, "cancel", usage, &rc);
-    return id ? ops_call(cfg, "cancel", "cru_cancel", id,
-                         "cancelled; a worker aborts its upload session")
-              : rc;
+    return id ? ops_call(cfg, "cancel", "cru_cancel", id, "cancelled") : rc;
 }
 
 int cmd_retry(int argc, char **argv, struct config *cfg)

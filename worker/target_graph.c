@@ -356,9 +356,11 @@ static enum target_rc graph_send(struct target_ctx *ctx, const struct job *job,
 
 static enum target_rc graph_abort(struct target_ctx *ctx, const struct job *job)
 {
-    if (!job->session)
+    /* the session the worker opened, or the one the app gave */
+    const char *url = job->session ? job->session : job_json_str(job->target, "upload_url");
+    if (!url)
         return TARGET_OK;
-    struct http_req req = {.method = "DELETE", .url = job->session};
+    struct http_req req = {.method = "DELETE", .url = url};
     if (http_perform(ctx->http, &req) < 0)
         return graph_fail(ctx, "DELETE upload session");
     long status = ctx->http->resp.status;

@@ -179,6 +179,16 @@ static void slot_dead(struct slot *s, const struct msg *m, const char *job,
     slot_call(s, "cru_dead", 4, argv, job, -1);
 }
 
+/* Gives a message back: marks it idle for a whole lease, so any worker
+ * takes it over at once (cru_claim) instead of after the lease. */
+static void slot_release(struct slot *s, const char *msgid)
+{
+    char idle[32];
+    snprintf(idle, sizeof idle, "%lld", s->cfg->lease_ms);
+    const char *argv[] = {s->consumer, msgid, idle};
+    slot_call(s, "cru_renew", 3, argv, NULL, -1);
+}
+
 /* libcurl's progress tick (about once a second, and during stalls):
  * renews the lease, and aborts the transfer when the lease is lost or the
  * grace period is over. */
@@ -227,11 +237,7 @@ static void slot_retry(struct slot *s, const struct job *job, const struct msg *
     if (s->lease_lost)
         return;
     if (atomic_load(&worker_hard_stop)) {
-        /* let another worker take it at once instead of after the lease */
-        char idle[32];
-        snprintf(idle, sizeof idle, "%lld", s->cfg->lease_ms);
-        const char *argv[] = {s->consumer, m->id, idle};
-        slot_call(s, "cru_renew", 3, argv, job->id, chunk);
+        slot_release(s, m->id);
         log_info(job->id, chunk, "shutting down: transfer aborted, message released");
         return;
     }
@@ -313,9 +319,15 @@ static void slot_plan(struct slot *s, struct job *job, const struct msg *m,
     const char *argv[] = {job->id, m->id, size_s, cs_s, chunks_s,
                           s->tctx.session ? s->tctx.session : "", src.version,
                           s->tctx.result ? s->tctx.result : ""};
-    slot_call(s, "cru_plan", 8, argv, job->id, -1);
-    log_info(job->id, -1, "planned: %lld bytes in %lld chunks of %lld", size, chunks,
-             job->chunk_size);
+    redisReply *r = slot_record(s, "cru_plan", 8, argv, job->id, -1);
+    if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "ok") == 0)
+        log_info(job->id, -1, "planned: %lld bytes in %lld chunks of %lld", size, chunks,
+                 job->chunk_size);
+    else if (r)
+        log_info(job->id, -1, "plan not recorded (%s): the job ended or was planned meanwhile",
+                 r->type == REDIS_REPLY_STRING ? r->str : "?");
+    if (r)
+        freeReplyObject(r);
 }
 
 /* Records chunk n done; next is the first byte the target lacks. */
@@ -503,7 +515,11 @@ static int slot_claim(struct slot *s)
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
         r->element[0]->type == REDIS_REPLY_STRING) {
         snprintf(s->claim_cursor, sizeof s->claim_cursor, "%s", r->element[0]->str);
-        if (r->elements >= 3 && r->element[1]->type == REDIS_REPLY_STRING) {
+        if (r->elements == 4 && r->element[1]->type == REDIS_REPLY_STRING &&
+            r->element[1]->len == 0 && r->element[3]->type == REDIS_REPLY_STRING) {
+            log_warn(NULL, -1, "dead-lettered a message delivered %lld times: %s",
+                     r->element[2]->integer, r->element[3]->str);
+        } else if (r->elements >= 3 && r->element[1]->type == REDIS_REPLY_STRING) {
             /* {cursor, msgid, deliveries, field, value, …}: view the tail
              * as a flat field list */
             redisReply fields = {.type = REDIS_REPLY_ARRAY, .elements = r->elements - 3,
@@ -545,11 +561,14 @@ static void slot_step(struct slot *s)
         const redisReply *entries = stream->elements == 2 ? stream->element[1] : NULL;
         for (size_t i = 0; entries && i < entries->elements; i++) {
             const redisReply *e = entries->element[i];
-            if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-                e->element[0]->type == REDIS_REPLY_STRING) {
-                struct msg m = {.id = e->element[0]->str, .deliveries = 1};
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING)
+                continue;
+            struct msg m = {.id = e->element[0]->str, .deliveries = 1};
+            if (atomic_load(&worker_stopping))
+                slot_release(s, m.id); /* arrived after SIGTERM: not ours to do */
+            else
                 slot_process(s, &m, e->element[1]);
-            }
         }
     }
     freeReplyObject(r);
