@@ -315,6 +315,34 @@ local function dead_letter(p, msgid, id, chunk, reason, now)
     redis.call('ZREMRANGEBYRANK', p .. ':dead', 0, -(DEAD_MAX + 1))
 end
 
+-- Hands the calling worker slot its next message in the same round trip
+-- that recorded the last one: reads one new entry for consumer (none when
+-- consumer is empty) and the hash of the job it names. Returns
+-- {msgid, {field, value, ...}, {job hash field, value, ...}} or nil.
+local function fetch_next(p, consumer)
+    if not consumer or consumer == '' then return nil end
+    local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', 1,
+        'STREAMS', p .. ':chunks', '>')
+    local e = r and r[1] and r[1][2][1]
+    if not e then return nil end
+    local fields, job = e[2], nil
+    for i = 1, #fields, 2 do
+        if fields[i] == 'job' then job = fields[i + 1] end
+    end
+    local hash = {}
+    if type(job) == 'string' and job ~= '' and #job <= 128 then
+        hash = redis.call('HGETALL', p .. ':job:' .. job)
+    end
+    return {e[1], fields, hash}
+end
+
+-- Wraps an outcome with the next message for the caller, if any.
+local function with_next(p, outcome, consumer)
+    local n = fetch_next(p, consumer)
+    if not n then return {outcome} end
+    return {outcome, n[1], n[2], n[3]}
+end
+
 ------------------------------------------------------------------ functions
 
 -- FCALL cru_submit 0|1 [prefix] <spec json>  ->  job id
@@ -354,10 +382,12 @@ local function cru_submit(keys, args)
 end
 
 -- FCALL cru_plan 1 prefix <id> <msgid> <size> <chunk_size> <chunks>
---       <session> <source_version> [<result json>]
+--       <session> <source_version> <result json or ""> [<consumer>]
 -- Records the plan, acknowledges the plan message and enqueues chunk 0; a
 -- job with no chunks (an empty file sent whole) finishes here with result.
--- Returns "ok", or "skip" when the job is gone, ended or already planned.
+-- Returns {"ok"}, or {"skip"} when the job is gone, ended or already
+-- planned; with consumer, followed by that consumer's next message
+-- (fetch_next).
 local function cru_plan(keys, args)
     local p = prefix_of(keys)
     local id, msgid = args[1], args[2]
@@ -370,7 +400,7 @@ local function cru_plan(keys, args)
             redis.call('HSET', jk, 'session', args[6])
             enqueue(p, {'job', id, 'op', 'abort'})
         end
-        return 'skip'
+        return with_next(p, 'skip', args[9])
     end
     local now = now_ms()
     local chunks = tonumber(args[5])
@@ -385,18 +415,20 @@ local function cru_plan(keys, args)
         enqueue(p, {'job', id, 'chunk', '0'})
     end
     event(p, id)
-    return 'ok'
+    return with_next(p, 'ok', args[9])
 end
 
--- FCALL cru_chunk_done 1 prefix <id> <msgid> <chunk> <bytes> [<result json>
---       [<next_from>]]
+-- FCALL cru_chunk_done 1 prefix <id> <msgid> <chunk> <bytes> <result json or "">
+--       <next_from or ""> [<consumer>]
 -- Marks the chunk done once (however often it is delivered), adds its
 -- bytes, acknowledges the message, and enqueues the next chunk or, when a
 -- result is given (the target completed the upload), stores it and sets
 -- state=done. next_from, when set, is the first byte the target still
 -- lacks if that is not the next chunk's start (a sequential target that
 -- took bytes past the chunk); the next message carries it as "from".
--- Returns "next", "done" or "skip".
+-- Returns {"next"}, {"done"} or {"skip"}; with consumer, followed by that
+-- consumer's next message (fetch_next), so a busy slot needs one round trip
+-- per chunk.
 local function cru_chunk_done(keys, args)
     local p = prefix_of(keys)
     local id, msgid, chunk, bytes = args[1], args[2], tonumber(args[3]), tonumber(args[4])
@@ -406,7 +438,7 @@ local function cru_chunk_done(keys, args)
     local chunks = tonumber(v[2])
     if v[1] ~= 'running' or not chunks or not chunk or chunk < 0 or chunk >= chunks then
         ack(p, msgid)
-        return 'skip'
+        return with_next(p, 'skip', args[7])
     end
     local now = now_ms()
     local first = redis.call('HSETNX', jk .. ':parts', tostring(chunk), 'done') == 1
@@ -430,7 +462,7 @@ local function cru_chunk_done(keys, args)
         for _, n in ipairs(covered) do event(p, id, {'chunk', tostring(n)}) end
         finish(p, jk, 'running', 'done', now, {'result', result})
         event(p, id)
-        return 'done'
+        return with_next(p, 'done', args[7])
     elseif first and chunk + 1 < chunks then
         local f = {'job', id, 'chunk', tostring(chunk + 1)}
         if next_from ~= '' then table.insert(f, 'from'); table.insert(f, next_from) end
@@ -438,7 +470,7 @@ local function cru_chunk_done(keys, args)
         outcome = 'next'
     end
     if first then event(p, id, {'chunk', tostring(chunk)}) end
-    return outcome
+    return with_next(p, outcome, args[7])
 end
 
 -- FCALL cru_fail 1 prefix <id> <msgid> <error>

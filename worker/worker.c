@@ -50,6 +50,8 @@
 #include "target.h"
 
 #define WORKER_BLOCK_MS "1000"
+/* Each slot looks for messages of lost workers every tenth of the lease,
+ * at most once a second. */
 #define WORKER_CLAIM_EVERY_S 1.0
 #define WORKER_HOUSEKEEP_EVERY_S 1.0
 
@@ -78,6 +80,8 @@ struct slot {
     char claim_cursor[64];
     double last_claim;
     unsigned rng;
+    redisReply *prefetch;    /* {outcome, msgid, fields, job hash} handed back
+                              * by cru_plan / cru_chunk_done: the next message */
 };
 
 static atomic_int worker_stopping;    /* take no new messages */
@@ -151,6 +155,39 @@ static redisReply *slot_record(struct slot *s, const char *fn, int argc, const c
         worker_sleep_ms(backoff);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
+}
+
+/* The consumer name to pass to cru_plan / cru_chunk_done: "" once the
+ * worker is stopping, so no new message is handed to it. */
+static const char *slot_next_consumer(const struct slot *s)
+{
+    return atomic_load(&worker_stopping) ? "" : s->consumer;
+}
+
+/* Keeps the next message a recording call handed back ({outcome, msgid,
+ * fields, hash}); returns the outcome string. Frees r otherwise. */
+static const char *slot_keep_next(struct slot *s, redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    if (r->elements == 4 && r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[2]->type == REDIS_REPLY_ARRAY && r->element[3]->type == REDIS_REPLY_ARRAY) {
+        if (s->prefetch)
+            freeReplyObject(s->prefetch);
+        s->prefetch = r;
+        return r->element[0]->str;
+    }
+    static const char *const known[] = {"ok", "skip", "next", "done"};
+    const char *outcome = "?";
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(r->element[0]->str, known[i]) == 0)
+            outcome = known[i];
+    freeReplyObject(r);
+    return outcome;
 }
 
 static void slot_call(struct slot *s, const char *fn, int argc, const char **argv,
@@ -318,16 +355,14 @@ static void slot_plan(struct slot *s, struct job *job, const struct msg *m,
     snprintf(chunks_s, sizeof chunks_s, "%lld", chunks);
     const char *argv[] = {job->id, m->id, size_s, cs_s, chunks_s,
                           s->tctx.session ? s->tctx.session : "", src.version,
-                          s->tctx.result ? s->tctx.result : ""};
-    redisReply *r = slot_record(s, "cru_plan", 8, argv, job->id, -1);
-    if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "ok") == 0)
+                          s->tctx.result ? s->tctx.result : "", slot_next_consumer(s)};
+    const char *outcome = slot_keep_next(s, slot_record(s, "cru_plan", 9, argv, job->id, -1));
+    if (outcome && strcmp(outcome, "ok") == 0)
         log_info(job->id, -1, "planned: %lld bytes in %lld chunks of %lld", size, chunks,
                  job->chunk_size);
-    else if (r)
+    else if (outcome)
         log_info(job->id, -1, "plan not recorded (%s): the job ended or was planned meanwhile",
-                 r->type == REDIS_REPLY_STRING ? r->str : "?");
-    if (r)
-        freeReplyObject(r);
+                 outcome);
 }
 
 /* Records chunk n done; next is the first byte the target lacks. */
@@ -339,9 +374,9 @@ static void slot_chunk_done(struct slot *s, const struct job *job, const struct 
     snprintf(len_s, sizeof len_s, "%lld", len);
     if (next >= 0 && next != end)
         snprintf(next_s, sizeof next_s, "%lld", next);
-    const char *argv[] = {job->id, m->id, n_s, len_s,
-                          s->tctx.result ? s->tctx.result : "", next_s};
-    slot_call(s, "cru_chunk_done", 6, argv, job->id, n);
+    const char *argv[] = {job->id, m->id, n_s, len_s, s->tctx.result ? s->tctx.result : "",
+                          next_s, slot_next_consumer(s)};
+    slot_keep_next(s, slot_record(s, "cru_chunk_done", 7, argv, job->id, n));
     log_debug(job->id, n, "chunk done: %lld bytes", len);
 }
 
@@ -442,7 +477,10 @@ static const char *worker_parse_msg(struct msg *m, const redisReply *fields)
     return NULL;
 }
 
-static void slot_handle(struct slot *s, struct msg *m, const redisReply *fields)
+/* Handles one message; hash is its job's HGETALL when the caller has it
+ * already (handed back with the message), else NULL. */
+static void slot_handle(struct slot *s, struct msg *m, const redisReply *fields,
+                        const redisReply *prefetched)
 {
     const char *bad = worker_parse_msg(m, fields);
     if (bad) {
@@ -450,13 +488,17 @@ static void slot_handle(struct slot *s, struct msg *m, const redisReply *fields)
         slot_dead(s, m, job, bad);
         return;
     }
-    char key[256];
-    redisq_key(&s->q, key, sizeof key, "job:%s", m->job);
-    const char *argv[] = {"HGETALL", key};
-    redisReply *hash = redisq_cmd(&s->q, 2, argv);
+    redisReply *fetched = NULL;
+    const redisReply *hash = prefetched;
     if (!hash) {
-        log_error(m->job, -1, "%s", s->q.err);
-        return; /* stays pending; delivered again after the lease */
+        char key[256];
+        redisq_key(&s->q, key, sizeof key, "job:%s", m->job);
+        const char *argv[] = {"HGETALL", key};
+        hash = fetched = redisq_cmd(&s->q, 2, argv);
+        if (!hash) {
+            log_error(m->job, -1, "%s", s->q.err);
+            return; /* stays pending; delivered again after the lease */
+        }
     }
     struct job job;
     char err[512];
@@ -486,16 +528,18 @@ static void slot_handle(struct slot *s, struct msg *m, const redisReply *fields)
 out_job:
     job_free(&job);
 out:
-    freeReplyObject(hash);
+    if (fetched)
+        freeReplyObject(fetched);
 }
 
-static void slot_process(struct slot *s, struct msg *m, const redisReply *fields)
+static void slot_process(struct slot *s, struct msg *m, const redisReply *fields,
+                         const redisReply *hash)
 {
     atomic_fetch_add(&worker_busy_slots, 1);
     s->lease_msg = m->id;
     s->lease_renewed = worker_now();
     s->lease_lost = 0;
-    slot_handle(s, m, fields);
+    slot_handle(s, m, fields, hash);
     s->lease_msg = NULL;
     atomic_fetch_sub(&worker_busy_slots, 1);
 }
@@ -526,7 +570,7 @@ static int slot_claim(struct slot *s)
                                  .element = r->element + 3};
             struct msg m = {.id = r->element[1]->str, .deliveries = r->element[2]->integer};
             log_info(NULL, -1, "took over message %s (delivery %lld)", m.id, m.deliveries);
-            slot_process(s, &m, &fields);
+            slot_process(s, &m, &fields, NULL);
             handled = 1;
         }
     } else if (r->type == REDIS_REPLY_ERROR) {
@@ -536,14 +580,28 @@ static int slot_claim(struct slot *s)
     return handled;
 }
 
-/* Reads one message (blocking up to WORKER_BLOCK_MS) and handles it. */
+/* Handles one message: one whose worker was lost (checked every
+ * claim interval), else the one the last recording call handed back, else
+ * a new one from the stream (blocking up to WORKER_BLOCK_MS). */
 static void slot_step(struct slot *s)
 {
     double now = worker_now();
-    if (now - s->last_claim >= WORKER_CLAIM_EVERY_S) {
+    double every = (double)s->cfg->lease_ms / 10000.0;
+    if (now - s->last_claim >= (every > WORKER_CLAIM_EVERY_S ? every : WORKER_CLAIM_EVERY_S)) {
         s->last_claim = now;
         if (slot_claim(s) || !s->q.c)
             return;
+    }
+    if (s->prefetch) {
+        redisReply *r = s->prefetch;
+        s->prefetch = NULL;
+        struct msg m = {.id = r->element[1]->str, .deliveries = 1};
+        if (atomic_load(&worker_stopping))
+            slot_release(s, m.id);
+        else
+            slot_process(s, &m, r->element[2], r->element[3]);
+        freeReplyObject(r);
+        return;
     }
     const char *argv[] = {"XREADGROUP", "GROUP", REDISQ_GROUP, s->consumer, "COUNT", "1",
                           "BLOCK", WORKER_BLOCK_MS, "STREAMS", s->stream, ">"};
@@ -568,7 +626,7 @@ static void slot_step(struct slot *s)
             if (atomic_load(&worker_stopping))
                 slot_release(s, m.id); /* arrived after SIGTERM: not ours to do */
             else
-                slot_process(s, &m, e->element[1]);
+                slot_process(s, &m, e->element[1], NULL);
         }
     }
     freeReplyObject(r);
@@ -587,6 +645,12 @@ static void *slot_run(void *arg)
         }
         backoff = 100;
         slot_step(s);
+    }
+    if (s->prefetch) {
+        /* handed to us just before the stop: give it back */
+        slot_release(s, s->prefetch->element[1]->str);
+        freeReplyObject(s->prefetch);
+        s->prefetch = NULL;
     }
     atomic_fetch_sub(&worker_live_slots, 1);
     return NULL;
