@@ -5,6 +5,7 @@
 #                   against the normal build and the ASan+UBSan build
 #   make demo       install missing deps, build, upload a 200 MiB file end to end
 #   make asan       ASan+UBSan build in build-asan/, and only that pass of the suite
+#   make bench      throughput ratios, peak memory, round trips (tests/bench/)
 #   make deps       install what is missing on Debian 12 (as root)
 #   make clean
 
@@ -24,7 +25,7 @@ WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit demo asan asan-build deps clean
+.PHONY: all test unit demo asan asan-build deps clean bench
 
 all: $(BIN)
 
@@ -77,6 +78,18 @@ asan-build:
 # Only the sanitizer pass of the suite.
 asan: deps asan-build
 	@$(ASAN_ENV) UNIT_DIR=build-asan/tests CRU=$(CURDIR)/build-asan/cru bash tests/run.sh
+
+# The benchmark: its own redis-server, a C upload sink, curl -T and BullMQ as
+# references in the same run. Not part of make test.
+bench: deps
+	@command -v node >/dev/null && command -v npm >/dev/null || bash scripts/deps.sh nodejs npm
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/sink
+	@cd tests/bench && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+	@/usr/bin/python3 tests/bench/bench.py $(BIN) $(BUILD)/bench/sink --runs 3
+
+$(BUILD)/bench/sink: tests/bench/sink.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $<
 
 clean:
 	rm -rf build build-asan bin
