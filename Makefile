@@ -20,12 +20,13 @@ BIN     ?= bin/cru
 
 COMMON_SRC := $(wildcard common/*.c)
 WORKER_SRC := $(wildcard worker/*.c)
+DRIVER_SRC := $(filter-out worker/target.c,$(wildcard worker/target_*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/cru_lua.o
-WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
+WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/drivers.o
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test unit demo asan asan-build deps clean bench
+.PHONY: all test unit demo asan asan-build deps clean bench servers
 
 all: $(BIN)
 
@@ -46,6 +47,14 @@ $(BUILD)/cru_lua.c: common/cru.lua scripts/embed.sh
 $(BUILD)/cru_lua.o: $(BUILD)/cru_lua.c
 	$(CC) $(CFLAGS) $(CRU_CFLAGS) -c -o $@ $<
 
+# The driver table lists every worker/target_*.c that defines a driver.
+$(BUILD)/drivers.c: $(DRIVER_SRC) scripts/drivers.sh
+	@mkdir -p $(dir $@)
+	sh scripts/drivers.sh $(DRIVER_SRC) > $@
+
+$(BUILD)/drivers.o: $(BUILD)/drivers.c
+	$(CC) $(CFLAGS) $(CRU_CFLAGS) -c -o $@ $<
+
 $(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(filter-out $(BUILD)/worker/main.o,$(WORKER_OBJ))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CRU_CFLAGS) -Itests/unit -o $@ $^ $(LDLIBS)
@@ -57,7 +66,7 @@ deps:
 
 # The suite runs twice: against the normal build, then against the ASan +
 # UBSan build (a sanitizer report fails the process, so the test sees it).
-test: deps
+test: deps servers
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory asan-build
 	@$(ASAN_ENV) BUILDS="normal:$(BUILD)/tests:$(BIN) asan:build-asan/tests:build-asan/cru" \
@@ -76,8 +85,14 @@ asan-build:
 		LDFLAGS="-fsanitize=address,undefined" all unit
 
 # Only the sanitizer pass of the suite.
-asan: deps asan-build
+asan: deps servers asan-build
 	@$(ASAN_ENV) UNIT_DIR=build-asan/tests CRU=$(CURDIR)/build-asan/cru bash tests/run.sh
+
+# The real third-party servers the tests upload to (s3rver, Azurite,
+# @tus/server), from the lock file.
+servers:
+	@command -v node >/dev/null && command -v npm >/dev/null || bash scripts/deps.sh nodejs npm
+	@cd tests/servers && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
 
 # The benchmark: its own redis-server, a C upload sink, curl -T and BullMQ as
 # references in the same run. Not part of make test.

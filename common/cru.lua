@@ -9,10 +9,11 @@ Each function takes the key prefix as its one optional key:
   FCALL cru_submit 1 myapp '<spec json>'    -- prefix "myapp"
 
 Keys (prefix p):
-  p:chunks        stream, group "workers": {job, chunk=N | op=plan|abort,
-                  [attempt], [resume=1], [from=byte]}
+  p:chunks        stream, group "workers": {job, chunk=N |
+                  op=plan|abort|enqueue|finalize, [attempt], [resume=1],
+                  [from=byte], [start=chunk]}
   p:job:<id>      hash: the job (fields in README "Redis fields")
-  p:job:<id>:parts hash: chunk index -> "done"
+  p:job:<id>:parts hash: chunk index -> "done", or its part (ETag, block id)
   p:jobs          sorted set: id by created_ms
   p:delayed       sorted set: messages waiting for a retry, by due time
   p:dead          sorted set: dead-lettered messages (JSON) by time
@@ -200,10 +201,142 @@ local function check_graph_chunk(cs)
     return nil
 end
 
+local function check_strings(obj, where)
+    if obj == nil then return nil end
+    if not is_object(obj) then return where .. ': must be an object of strings' end
+    for k, v in pairs(obj) do
+        if type(v) ~= 'string' or v:find('[%c]') then
+            return where .. '.' .. tostring(k) .. ': must be a string without control characters'
+        end
+    end
+    return nil
+end
+
+-- Google resumable uploads (Drive v3, Cloud Storage JSON API): a session_url
+-- the app initiated, or the fields for the worker to initiate one.
+local function check_google(t, kind)
+    local allowed = {type = true, session_url = true, token = true, api = true}
+    if kind == 'gdrive' then
+        allowed.name = true; allowed.parents = true; allowed.mime_type = true
+    else
+        allowed.bucket = true; allowed.name = true
+    end
+    local e = unknown_field(t, allowed, 'target')
+    if e then return e end
+    if t.api ~= nil and not is_http_url(t.api) then return 'target.api: must be an http(s) URL' end
+    if t.session_url ~= nil then
+        if not is_http_url(t.session_url) then return 'target.session_url: must be an http(s) URL' end
+        return nil
+    end
+    if t.token == nil then return 'target: ' .. kind .. ' needs session_url, or token and the fields to initiate one' end
+    if not nonempty_string(t.token) or t.token:find('[%c]') then return 'target.token: must be a non-empty string' end
+    if not nonempty_string(t.name) then return 'target.name: missing (the file or object name)' end
+    if kind == 'gdrive' then
+        if t.parents ~= nil then
+            if type(t.parents) ~= 'table' or is_object(t.parents) and next(t.parents) ~= nil then
+                return 'target.parents: must be an array of folder ids'
+            end
+            for _, v in ipairs(t.parents) do
+                if not nonempty_string(v) then return 'target.parents: must be an array of folder ids' end
+            end
+        end
+        if t.mime_type ~= nil and not nonempty_string(t.mime_type) then
+            return 'target.mime_type: must be a string'
+        end
+    elseif not nonempty_string(t.bucket) or t.bucket:find('[/%s]') then
+        return 'target.bucket: missing or not a bucket name'
+    end
+    return nil
+end
+
+local GOOGLE_QUANTUM = 262144        -- Google: chunks are multiples of 256 KiB
+local function check_google_chunk(cs)
+    if cs % GOOGLE_QUANTUM ~= 0 then
+        return 'chunk_size: must be a multiple of 262144 (256 KiB) for Google'
+    end
+    return nil
+end
+
+-- S3 multipart (and compatible stores). Credentials come from the worker's
+-- environment, never from the spec.
+local function check_s3(t)
+    local e = unknown_field(t, {type = true, endpoint = true, region = true, bucket = true,
+        key = true, path_style = true}, 'target')
+    if e then return e end
+    if t.endpoint ~= nil and not is_http_url(t.endpoint) then
+        return 'target.endpoint: must be an http(s) URL'
+    end
+    if not nonempty_string(t.region) or t.region:find('[^%w-]') then
+        return 'target.region: missing or not a region name (as "us-east-1")'
+    end
+    if not nonempty_string(t.bucket) or t.bucket:find('[^%w.-]') then
+        return 'target.bucket: missing or not a bucket name'
+    end
+    if not nonempty_string(t.key) or t.key:find('[%c]') or #t.key > 1024 then
+        return 'target.key: missing or not an object key (at most 1024 bytes, no control characters)'
+    end
+    if t.path_style ~= nil and type(t.path_style) ~= 'boolean' then
+        return 'target.path_style: must be true or false'
+    end
+    return nil
+end
+
+local S3_MIN_PART = 5242880              -- S3: parts are at least 5 MiB (but the last)
+local S3_MAX_PART = 5368709120           -- and at most 5 GiB
+local function check_s3_chunk(cs)
+    if cs < S3_MIN_PART then return 'chunk_size: at least 5242880 (5 MiB) for s3' end
+    if cs > S3_MAX_PART then return 'chunk_size: at most 5368709120 (5 GiB) for s3' end
+    return nil
+end
+
+-- Azure block blobs: blob_url carrying a SAS.
+local function check_azure(t)
+    local e = unknown_field(t, {type = true, blob_url = true}, 'target')
+    if e then return e end
+    if not is_http_url(t.blob_url) then return 'target.blob_url: missing or not an http(s) URL' end
+    if not t.blob_url:find('?', 1, true) then
+        return 'target.blob_url: must carry a SAS (a query string with sig=...)'
+    end
+    return nil
+end
+
+local AZURE_MAX_BLOCK = 4194304000       -- Azure: blocks of at most 4000 MiB
+local function check_azure_chunk(cs)
+    if cs > AZURE_MAX_BLOCK then return 'chunk_size: at most 4194304000 (4000 MiB) for azure' end
+    return nil
+end
+
+-- tus 1.0: creation against endpoint, or an existing upload_url.
+local function check_tus(t)
+    local e = unknown_field(t, {type = true, endpoint = true, upload_url = true,
+        headers = true, metadata = true}, 'target')
+    if e then return e end
+    if (t.endpoint == nil) == (t.upload_url == nil) then
+        return 'target: tus needs exactly one of endpoint (to create an upload) and upload_url'
+    end
+    if t.endpoint ~= nil and not is_http_url(t.endpoint) then
+        return 'target.endpoint: must be an http(s) URL'
+    end
+    if t.upload_url ~= nil and not is_http_url(t.upload_url) then
+        return 'target.upload_url: must be an http(s) URL'
+    end
+    return check_strings(t.headers, 'target.headers') or check_strings(t.metadata, 'target.metadata')
+end
+
+local function no_chunk_rule() return nil end
+
 -- One entry per target type: field check, chunk rules, default chunk size.
+local EIGHT_MIB = 8388608
 local TARGETS = {
     graph = {check = check_graph, check_chunk = check_graph_chunk,
              default_chunk = GRAPH_DEFAULT_CHUNK},
+    gdrive = {check = function(t) return check_google(t, 'gdrive') end,
+              check_chunk = check_google_chunk, default_chunk = EIGHT_MIB},
+    gcs = {check = function(t) return check_google(t, 'gcs') end,
+           check_chunk = check_google_chunk, default_chunk = EIGHT_MIB},
+    s3 = {check = check_s3, check_chunk = check_s3_chunk, default_chunk = EIGHT_MIB},
+    azure = {check = check_azure, check_chunk = check_azure_chunk, default_chunk = EIGHT_MIB},
+    tus = {check = check_tus, check_chunk = no_chunk_rule, default_chunk = EIGHT_MIB},
 }
 
 local function supported_types()
@@ -343,6 +476,22 @@ local function with_next(p, outcome, consumer)
     return {outcome, n[1], n[2], n[3]}
 end
 
+-- Parallel targets: enqueues the chunks from start on that are not done,
+-- at most ENQUEUE_BATCH of them, and an {op=enqueue, start} message for the
+-- rest, so a 10,000-chunk job never holds Redis for long.
+local ENQUEUE_BATCH = 500
+local function enqueue_batch(p, jk, id, start, chunks)
+    local stop = math.min(chunks, start + ENQUEUE_BATCH)
+    for n = start, stop - 1 do
+        if redis.call('HEXISTS', jk .. ':parts', tostring(n)) == 0 then
+            enqueue(p, {'job', id, 'chunk', tostring(n)})
+        end
+    end
+    if stop < chunks then
+        enqueue(p, {'job', id, 'op', 'enqueue', 'start', tostring(stop)})
+    end
+end
+
 ------------------------------------------------------------------ functions
 
 -- FCALL cru_submit 0|1 [prefix] <spec json>  ->  job id
@@ -382,9 +531,12 @@ local function cru_submit(keys, args)
 end
 
 -- FCALL cru_plan 1 prefix <id> <msgid> <size> <chunk_size> <chunks>
---       <session> <source_version> <result json or ""> [<consumer>]
--- Records the plan, acknowledges the plan message and enqueues chunk 0; a
--- job with no chunks (an empty file sent whole) finishes here with result.
+--       <session> <source_version> <result json or ""> [<consumer>
+--       [<parallel "1"|""> [<note>]]]
+-- Records the plan, acknowledges the plan message and enqueues chunk 0 (a
+-- parallel target: every chunk, in batches of ENQUEUE_BATCH); a job with no
+-- chunks (an empty file sent whole) finishes here with result. note, when
+-- given, is kept on the job (e.g. why the chunk size was raised).
 -- Returns {"ok"}, or {"skip"} when the job is gone, ended or already
 -- planned; with consumer, followed by that consumer's next message
 -- (fetch_next).
@@ -404,13 +556,17 @@ local function cru_plan(keys, args)
     end
     local now = now_ms()
     local chunks = tonumber(args[5])
+    local parallel = args[10] == '1'
     set_state(p, jk, state, 'running')
     redis.call('HSET', jk, 'size', args[3],
         'chunk_size', args[4], 'chunks', chunks, 'session', args[6] or '',
-        'source_version', args[7] or '', 'planned_ms', now, 'updated_ms', now)
+        'source_version', args[7] or '', 'planned_ms', now, 'updated_ms', now,
+        'parallel', parallel and '1' or '', 'note', args[11] or '')
     ack(p, msgid)
     if chunks == 0 then
         finish(p, jk, 'running', 'done', now, {'result', args[8] or ''})
+    elseif parallel then
+        enqueue_batch(p, jk, id, 0, chunks)
     else
         enqueue(p, {'job', id, 'chunk', '0'})
     end
@@ -419,14 +575,18 @@ local function cru_plan(keys, args)
 end
 
 -- FCALL cru_chunk_done 1 prefix <id> <msgid> <chunk> <bytes> <result json or "">
---       <next_from or ""> [<consumer>]
+--       <next_from or ""> [<consumer> [<part>]]
 -- Marks the chunk done once (however often it is delivered), adds its
 -- bytes, acknowledges the message, and enqueues the next chunk or, when a
 -- result is given (the target completed the upload), stores it and sets
 -- state=done. next_from, when set, is the first byte the target still
 -- lacks if that is not the next chunk's start (a sequential target that
 -- took bytes past the chunk); the next message carries it as "from".
--- Returns {"next"}, {"done"} or {"skip"}; with consumer, followed by that
+-- A parallel job keeps each chunk's part (S3 ETag, Azure block id) in
+-- p:job:<id>:parts, and the chunk that completes the set enqueues exactly
+-- one {op=finalize} message (guarded by the job's finalize_queued field,
+-- however the last chunks race or are redelivered).
+-- Returns {"next"}, {"done"}, {"finalize"} or {"skip"}; with consumer, followed by that
 -- consumer's next message (fetch_next), so a busy slot needs one round trip
 -- per chunk.
 local function cru_chunk_done(keys, args)
@@ -434,14 +594,16 @@ local function cru_chunk_done(keys, args)
     local id, msgid, chunk, bytes = args[1], args[2], tonumber(args[3]), tonumber(args[4])
     local result, next_from = args[5] or '', args[6] or ''
     local jk = p .. ':job:' .. id
-    local v = redis.call('HMGET', jk, 'state', 'chunks', 'size')
+    local v = redis.call('HMGET', jk, 'state', 'chunks', 'size', 'parallel')
     local chunks = tonumber(v[2])
     if v[1] ~= 'running' or not chunks or not chunk or chunk < 0 or chunk >= chunks then
         ack(p, msgid)
         return with_next(p, 'skip', args[7])
     end
     local now = now_ms()
-    local first = redis.call('HSETNX', jk .. ':parts', tostring(chunk), 'done') == 1
+    local part = args[8] or ''
+    if part == '' then part = 'done' end
+    local first = redis.call('HSETNX', jk .. ':parts', tostring(chunk), part) == 1
     if first then
         redis.call('HINCRBY', jk, 'chunks_done', 1)
         redis.call('HINCRBY', jk, 'bytes_done', bytes)
@@ -463,6 +625,12 @@ local function cru_chunk_done(keys, args)
         finish(p, jk, 'running', 'done', now, {'result', result})
         event(p, id)
         return with_next(p, 'done', args[7])
+    elseif v[4] == '1' then
+        if tonumber(redis.call('HGET', jk, 'chunks_done')) >= chunks and
+            redis.call('HSETNX', jk, 'finalize_queued', '1') == 1 then
+            enqueue(p, {'job', id, 'op', 'finalize'})
+            outcome = 'finalize'
+        end
     elseif first and chunk + 1 < chunks then
         local f = {'job', id, 'chunk', tostring(chunk + 1)}
         if next_from ~= '' then table.insert(f, 'from'); table.insert(f, next_from) end
@@ -471,6 +639,36 @@ local function cru_chunk_done(keys, args)
     end
     if first then event(p, id, {'chunk', tostring(chunk)}) end
     return with_next(p, outcome, args[7])
+end
+
+-- FCALL cru_enqueue 1 prefix <id> <msgid> <start> [<consumer>]
+-- The next batch of a parallel job's chunks (see enqueue_batch).
+local function cru_enqueue(keys, args)
+    local p = prefix_of(keys)
+    local id, msgid, start = args[1], args[2], tonumber(args[3])
+    local jk = p .. ':job:' .. id
+    local v = redis.call('HMGET', jk, 'state', 'chunks', 'parallel')
+    ack(p, msgid)
+    local chunks = tonumber(v[2])
+    if v[1] ~= 'running' or v[3] ~= '1' or not chunks or not start then
+        return with_next(p, 'skip', args[4])
+    end
+    enqueue_batch(p, jk, id, start, chunks)
+    return with_next(p, 'ok', args[4])
+end
+
+-- FCALL cru_finalized 1 prefix <id> <msgid> <result json> [<consumer>]
+-- A parallel job's finalize step committed the upload: done, with result.
+local function cru_finalized(keys, args)
+    local p = prefix_of(keys)
+    local id, msgid = args[1], args[2]
+    local jk = p .. ':job:' .. id
+    local state = redis.call('HGET', jk, 'state')
+    ack(p, msgid)
+    if state ~= 'running' then return with_next(p, 'skip', args[4]) end
+    finish(p, jk, state, 'done', now_ms(), {'result', args[3] or ''})
+    event(p, id)
+    return with_next(p, 'done', args[4])
 end
 
 -- FCALL cru_fail 1 prefix <id> <msgid> <error>
@@ -647,7 +845,7 @@ local function cru_retry(keys, args)
     local p = prefix_of(keys)
     local id = args[1] or ''
     local jk = p .. ':job:' .. id
-    local v = redis.call('HMGET', jk, 'state', 'chunks', 'planned_ms')
+    local v = redis.call('HMGET', jk, 'state', 'chunks', 'planned_ms', 'parallel')
     local state = v[1]
     if not state then return redis.error_reply('ERR no such job: ' .. id) end
     if state ~= 'failed' then
@@ -658,6 +856,17 @@ local function cru_retry(keys, args)
     if not v[3] then
         set_state(p, jk, state, 'queued')
         enqueue(p, {'job', id, 'op', 'plan'})
+    elseif v[4] == '1' then
+        -- parallel: the chunks not done (in batches), or the finalize step
+        set_state(p, jk, state, 'running')
+        local chunks = tonumber(v[2])
+        if tonumber(redis.call('HLEN', jk .. ':parts')) >= chunks then
+            redis.call('HSET', jk, 'finalize_queued', '1')
+            enqueue(p, {'job', id, 'op', 'finalize'})
+        else
+            redis.call('HDEL', jk, 'finalize_queued')
+            enqueue_batch(p, jk, id, 0, chunks)
+        end
     else
         set_state(p, jk, state, 'running')
         local chunks, n = tonumber(v[2]), 0
@@ -714,6 +923,8 @@ redis.register_function('cru_plan', cru_plan)
 redis.register_function('cru_chunk_done', cru_chunk_done)
 redis.register_function('cru_fail', cru_fail)
 redis.register_function('cru_dead', cru_dead)
+redis.register_function('cru_enqueue', cru_enqueue)
+redis.register_function('cru_finalized', cru_finalized)
 redis.register_function('cru_ack', cru_ack)
 redis.register_function('cru_retry_later', cru_retry_later)
 redis.register_function('cru_promote', cru_promote)

@@ -5,13 +5,9 @@
 
 #include <string.h>
 
-static const struct target_driver *const target_drivers[] = {
-    &target_graph,
-};
-
 const struct target_driver *target_find(const char *type)
 {
-    for (size_t i = 0; i < sizeof target_drivers / sizeof target_drivers[0]; i++)
+    for (size_t i = 0; target_drivers[i]; i++)
         if (strcmp(target_drivers[i]->type, type) == 0)
             return target_drivers[i];
     return NULL;

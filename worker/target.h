@@ -26,6 +26,11 @@ struct target_ctx {
     char *session;       /* set by plan (malloc'd): what later chunks need */
     char *result;        /* set when the upload completed (malloc'd JSON) */
     long long next;      /* sequential targets: the first byte the target lacks */
+    char *part;          /* parallel targets: what finalize needs of the chunk
+                          * just sent (S3 ETag, Azure block id), malloc'd */
+    long long chunk_size; /* set by plan to change the job's chunk size (0: keep) */
+    char note[256];      /* set by plan: a remark for the job (e.g. why the
+                          * chunk size was raised) */
 };
 
 struct target_driver {
@@ -34,18 +39,22 @@ struct target_driver {
     /*
      * Opens the upload session for a source of size bytes, storing what
      * chunks need in ctx->session. An upload that needs no chunks (an empty
-     * file) may complete here, setting ctx->result.
+     * file) may complete here, setting ctx->result. A driver whose target
+     * limits the number of parts may raise the chunk size (ctx->chunk_size,
+     * saying why in ctx->note).
      */
     enum target_rc (*plan)(struct target_ctx *ctx, const struct job *job,
                            long long size);
     /*
-     * Sends bytes [from, end) of src (end is a chunk boundary or the file
-     * size). A sequential driver may send a little past end when its
-     * fragment rules need it. Sets ctx->next to the first byte the target
-     * still lacks afterwards, and ctx->result when the upload completed.
+     * Sends bytes [from, end) of src as (part of) chunk n; end is a chunk
+     * boundary or the file size. A sequential driver may send a little past
+     * end when its fragment rules need it, and sets ctx->next to the first
+     * byte the target still lacks afterwards, and ctx->result when the
+     * upload completed. A parallel driver sends the whole chunk and sets
+     * ctx->part.
      */
     enum target_rc (*send)(struct target_ctx *ctx, const struct job *job,
-                           struct source *src, long long from, long long end);
+                           struct source *src, long long n, long long from, long long end);
     /*
      * Sequential targets: asks what the target holds; sets ctx->next. When
      * the session is gone because the upload completed (its worker was lost
@@ -54,6 +63,13 @@ struct target_driver {
      */
     enum target_rc (*query)(struct target_ctx *ctx, const struct job *job,
                             struct source *src);
+    /*
+     * Parallel targets: commits the upload from the chunks' parts (in chunk
+     * order, nparts == job->chunks) and sets ctx->result. Must be safe to
+     * run again after it succeeded (a redelivered finalize).
+     */
+    enum target_rc (*finalize)(struct target_ctx *ctx, const struct job *job,
+                               char *const *parts, long long nparts);
     /* Aborts the target session of a cancelled job (job->session). */
     enum target_rc (*abort)(struct target_ctx *ctx, const struct job *job);
 };
@@ -61,7 +77,10 @@ struct target_driver {
 /* Returns the driver for type, or NULL. */
 const struct target_driver *target_find(const char *type);
 
-extern const struct target_driver target_graph;
+/* Every driver, NULL-terminated: generated from worker/target_*.c by
+ * scripts/drivers.sh (a driver is a file defining
+ * "const struct target_driver target_NAME = {"). */
+extern const struct target_driver *const target_drivers[];
 
 /* Classifies an HTTP status the way every driver does: no answer, 408,
  * 429, 500, 502, 503 and 504 are worth a retry, anything else is final. */

@@ -281,15 +281,16 @@ static enum target_rc graph_query(struct target_ctx *ctx, const struct job *job,
  * status query and the send goes on from what the server holds.
  */
 static enum target_rc graph_send(struct target_ctx *ctx, const struct job *job,
-                                 struct source *src, long long from, long long end)
+                                 struct source *src, long long n, long long from, long long end)
 {
+    (void)n;
     if (!job->session) {
         snprintf(ctx->err, sizeof ctx->err, "graph: job has no upload session");
         return TARGET_FATAL;
     }
     long long size = job->size, next = from;
     for (int round = 0; next < end; round++) {
-        long long stop = end, n;
+        long long stop = end, got;
         if (stop < size && (stop - next) % GRAPH_FRAGMENT)
             stop = next + ((stop - next) / GRAPH_FRAGMENT + 1) * GRAPH_FRAGMENT;
         if (stop - next > GRAPH_MAX_FRAGMENT)
@@ -332,23 +333,23 @@ static enum target_rc graph_send(struct target_ctx *ctx, const struct job *job,
                 return qrc;
             if (ctx->result)
                 return TARGET_OK; /* it had completed meanwhile */
-            n = ctx->next;
+            got = ctx->next;
         } else if (status == 202) {
-            n = graph_next_expected(ctx->http->resp.body);
+            got = graph_next_expected(ctx->http->resp.body);
         } else {
             return graph_fail(ctx, what);
         }
-        if (n < 0 || n > size) {
+        if (got < 0 || got > size) {
             snprintf(ctx->err, sizeof ctx->err,
                      "graph: %s: HTTP %ld without a usable nextExpectedRanges", what, status);
             return TARGET_FATAL;
         }
-        if (n == size) {
+        if (got == size) {
             snprintf(ctx->err, sizeof ctx->err,
                      "graph: %s: the server holds every byte but did not return the item", what);
             return TARGET_FATAL;
         }
-        next = n;
+        next = got;
     }
     ctx->next = next;
     return TARGET_OK;

@@ -58,12 +58,13 @@
 struct msg {
     const char *id;          /* stream entry id */
     const char *job;
-    const char *op;          /* "plan", "abort", or NULL */
+    const char *op;          /* "plan", "abort", "enqueue", "finalize", or NULL */
     const char *chunk;       /* decimal index, or NULL */
     long long attempt;       /* transient failures so far */
     long long from;          /* -1, or the first byte the target lacks */
     int resume;              /* ask the target before sending */
     long long deliveries;    /* > 1 when taken over from a lost worker */
+    long long start;         /* op=enqueue: the first chunk of the batch */
 };
 
 struct slot {
@@ -313,6 +314,20 @@ static void slot_outcome(struct slot *s, const struct job *job, const struct msg
         slot_fail(s, job->id, chunk, m, s->tctx.err);
 }
 
+/* Parses a non-negative decimal (no sign, no overflow); -1 if it is not. */
+static long long worker_parse_num(const char *s)
+{
+    if (!s || !*s || strlen(s) > 17)
+        return -1;
+    long long v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
 /* Opens the job's source, checking it is still the version that was
  * planned (when one was recorded). Returns 0, or -1 with err set. */
 static int slot_open_source(struct slot *s, const struct job *job, struct source *src,
@@ -339,27 +354,32 @@ static void slot_plan(struct slot *s, struct job *job, const struct msg *m,
         slot_fail(s, job->id, -1, m, err);
         return;
     }
-    long long size = src.size, chunks = job_chunk_count(size, job->chunk_size);
+    long long size = src.size;
     source_close(&src);
     free(s->tctx.session);
     free(s->tctx.result);
     s->tctx.session = s->tctx.result = NULL;
+    s->tctx.chunk_size = 0;
+    s->tctx.note[0] = '\0';
     enum target_rc rc = drv->plan(&s->tctx, job, size);
     if (rc != TARGET_OK) {
         slot_outcome(s, job, m, rc, -1, -1);
         return;
     }
+    long long cs = s->tctx.chunk_size > 0 ? s->tctx.chunk_size : job->chunk_size;
+    long long chunks = job_chunk_count(size, cs);
     char size_s[32], cs_s[32], chunks_s[32];
     snprintf(size_s, sizeof size_s, "%lld", size);
-    snprintf(cs_s, sizeof cs_s, "%lld", job->chunk_size);
+    snprintf(cs_s, sizeof cs_s, "%lld", cs);
     snprintf(chunks_s, sizeof chunks_s, "%lld", chunks);
     const char *argv[] = {job->id, m->id, size_s, cs_s, chunks_s,
                           s->tctx.session ? s->tctx.session : "", src.version,
-                          s->tctx.result ? s->tctx.result : "", slot_next_consumer(s)};
-    const char *outcome = slot_keep_next(s, slot_record(s, "cru_plan", 9, argv, job->id, -1));
+                          s->tctx.result ? s->tctx.result : "", slot_next_consumer(s),
+                          drv->parallel ? "1" : "", s->tctx.note};
+    const char *outcome = slot_keep_next(s, slot_record(s, "cru_plan", 11, argv, job->id, -1));
     if (outcome && strcmp(outcome, "ok") == 0)
-        log_info(job->id, -1, "planned: %lld bytes in %lld chunks of %lld", size, chunks,
-                 job->chunk_size);
+        log_info(job->id, -1, "planned: %lld bytes in %lld chunks of %lld%s%s", size, chunks,
+                 cs, s->tctx.note[0] ? "; " : "", s->tctx.note);
     else if (outcome)
         log_info(job->id, -1, "plan not recorded (%s): the job ended or was planned meanwhile",
                  outcome);
@@ -375,8 +395,8 @@ static void slot_chunk_done(struct slot *s, const struct job *job, const struct 
     if (next >= 0 && next != end)
         snprintf(next_s, sizeof next_s, "%lld", next);
     const char *argv[] = {job->id, m->id, n_s, len_s, s->tctx.result ? s->tctx.result : "",
-                          next_s, slot_next_consumer(s)};
-    slot_keep_next(s, slot_record(s, "cru_chunk_done", 7, argv, job->id, n));
+                          next_s, slot_next_consumer(s), s->tctx.part ? s->tctx.part : ""};
+    slot_keep_next(s, slot_record(s, "cru_chunk_done", 8, argv, job->id, n));
     log_debug(job->id, n, "chunk done: %lld bytes", len);
 }
 
@@ -402,8 +422,9 @@ static void slot_chunk(struct slot *s, struct job *job, const struct msg *m,
         return;
     }
     free(s->tctx.result);
-    s->tctx.result = NULL;
-    long long end = off + len, from = m->from >= 0 ? m->from : off;
+    free(s->tctx.part);
+    s->tctx.result = s->tctx.part = NULL;
+    long long end = off + len, from = m->from >= 0 && !drv->parallel ? m->from : off;
     enum target_rc rc = TARGET_OK;
     if (!drv->parallel && (m->resume || m->deliveries > 1)) {
         /* a retry or a takeover: the target may hold part of this chunk */
@@ -416,13 +437,66 @@ static void slot_chunk(struct slot *s, struct job *job, const struct msg *m,
     if (rc == TARGET_OK && from >= end) {
         s->tctx.next = from; /* already there: just count it */
     } else if (rc == TARGET_OK) {
-        rc = drv->send(&s->tctx, job, &src, from, end);
+        rc = drv->send(&s->tctx, job, &src, n, from, end);
     }
     source_close(&src);
     if (rc != TARGET_OK)
         slot_outcome(s, job, m, rc, n, -1);
     else
         slot_chunk_done(s, job, m, n, len, end, s->tctx.next);
+}
+
+/* op=enqueue: the next batch of a parallel job's chunks. */
+static void slot_enqueue(struct slot *s, const struct job *job, const struct msg *m)
+{
+    char start[32];
+    snprintf(start, sizeof start, "%lld", m->start);
+    const char *argv[] = {job->id, m->id, start, slot_next_consumer(s)};
+    slot_keep_next(s, slot_record(s, "cru_enqueue", 4, argv, job->id, -1));
+}
+
+/* op=finalize: commit a parallel job from its parts, in chunk order. */
+static void slot_finalize(struct slot *s, struct job *job, const struct msg *m,
+                          const struct target_driver *drv)
+{
+    char key[256];
+    redisq_key(&s->q, key, sizeof key, "job:%s:parts", job->id);
+    const char *hget[] = {"HGETALL", key};
+    redisReply *h = redisq_cmd(&s->q, 2, hget);
+    if (!h || h->type != REDIS_REPLY_ARRAY) {
+        log_error(job->id, -1, "reading parts: %s", s->q.err);
+        if (h)
+            freeReplyObject(h);
+        return; /* stays pending: redelivered */
+    }
+    char **parts = calloc((size_t)(job->chunks > 0 ? job->chunks : 1), sizeof *parts);
+    long long have = 0;
+    for (size_t i = 0; parts && i + 1 < h->elements; i += 2) {
+        long long n = worker_parse_num(h->element[i]->str);
+        if (n >= 0 && n < job->chunks && !parts[n]) {
+            parts[n] = h->element[i + 1]->str;
+            have++;
+        }
+    }
+    free(s->tctx.result);
+    s->tctx.result = NULL;
+    if (!parts || have != job->chunks) {
+        char err[256];
+        snprintf(err, sizeof err, "finalize: %lld of %lld parts recorded", have, job->chunks);
+        slot_dead(s, m, job->id, err);
+    } else {
+        enum target_rc rc = drv->finalize(&s->tctx, job, parts, job->chunks);
+        if (rc != TARGET_OK) {
+            slot_outcome(s, job, m, rc, -1, -1);
+        } else {
+            const char *argv[] = {job->id, m->id, s->tctx.result ? s->tctx.result : "",
+                                  slot_next_consumer(s)};
+            slot_keep_next(s, slot_record(s, "cru_finalized", 4, argv, job->id, -1));
+            log_info(job->id, -1, "finalized from %lld parts", job->chunks);
+        }
+    }
+    free(parts);
+    freeReplyObject(h);
 }
 
 static void slot_abort(struct slot *s, struct job *job, const struct msg *m,
@@ -437,20 +511,6 @@ static void slot_abort(struct slot *s, struct job *job, const struct msg *m,
     slot_call(s, "cru_ack", 1, argv, job->id, -1);
 }
 
-/* Parses a non-negative decimal (no sign, no overflow); -1 if it is not. */
-static long long worker_parse_num(const char *s)
-{
-    if (!s || !*s || strlen(s) > 17)
-        return -1;
-    long long v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v;
-}
-
 /* Fills m from a stream entry's fields; returns a reason when they are
  * garbage, else NULL. */
 static const char *worker_parse_msg(struct msg *m, const redisReply *fields)
@@ -461,6 +521,8 @@ static const char *worker_parse_msg(struct msg *m, const redisReply *fields)
     const char *attempt = redisq_field(fields, "attempt");
     const char *from = redisq_field(fields, "from");
     const char *resume = redisq_field(fields, "resume");
+    const char *start = redisq_field(fields, "start");
+    m->start = start ? worker_parse_num(start) : 0;
     m->attempt = attempt ? worker_parse_num(attempt) : 0;
     m->from = from ? worker_parse_num(from) : -1;
     m->resume = resume && strcmp(resume, "1") == 0;
@@ -468,8 +530,11 @@ static const char *worker_parse_msg(struct msg *m, const redisReply *fields)
         return "bad message: no valid job id";
     if ((m->op != NULL) == (m->chunk != NULL))
         return "bad message: needs exactly one of \"chunk\" and \"op\"";
-    if (m->op && strcmp(m->op, "plan") != 0 && strcmp(m->op, "abort") != 0)
+    if (m->op && strcmp(m->op, "plan") != 0 && strcmp(m->op, "abort") != 0 &&
+        strcmp(m->op, "enqueue") != 0 && strcmp(m->op, "finalize") != 0)
         return "bad message: unknown op";
+    if (m->start < 0)
+        return "bad message: start is not a chunk index";
     if (m->chunk && worker_parse_num(m->chunk) < 0)
         return "bad message: chunk is not an index";
     if (m->attempt < 0 || (from && m->from < 0) || (resume && !m->resume))
@@ -520,8 +585,15 @@ static void slot_handle(struct slot *s, struct msg *m, const redisReply *fields,
     } else if (!live) {
         const char *ack[] = {m->id};
         slot_call(s, "cru_ack", 1, ack, m->job, -1); /* the job has ended */
-    } else if (m->op) {
+    } else if (m->op && strcmp(m->op, "plan") == 0) {
         slot_plan(s, &job, m, drv);
+    } else if (m->op && strcmp(m->op, "enqueue") == 0) {
+        slot_enqueue(s, &job, m);
+    } else if (m->op) {
+        if (!drv->finalize)
+            slot_dead(s, m, m->job, "bad message: finalize for a sequential target");
+        else
+            slot_finalize(s, &job, m, drv);
     } else {
         slot_chunk(s, &job, m, drv, worker_parse_num(m->chunk));
     }
@@ -768,6 +840,7 @@ int worker_run(const struct config *cfg)
         http_client_free(s->tctx.http);
         free(s->tctx.session);
         free(s->tctx.result);
+        free(s->tctx.part);
     }
     free(slots);
     if (q.c || redisq_connect(&q, cfg) == 0) {
