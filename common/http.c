@@ -179,6 +179,10 @@ int http_perform(struct http_client *c, const struct http_req *req)
         hdrs = own;
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    if (req->aws_sigv4) {
+        curl_easy_setopt(h, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+        curl_easy_setopt(h, CURLOPT_USERPWD, req->userpwd);
+    }
 
     if (req->stream) {
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
@@ -212,6 +216,9 @@ int http_perform(struct http_client *c, const struct http_req *req)
         return -1;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    curl_off_t cl = -1;
+    curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    resp->content_length = (long long)cl;
     return 0;
 }
 

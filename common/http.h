@@ -26,6 +26,8 @@ struct http_req {
     struct source *src;             /* or a streamed byte range of a source */
     long long src_off, src_len;
     int stream;                     /* 1: the body is the source range (may be empty) */
+    const char *aws_sigv4;          /* libcurl signs the request: "aws:amz:REGION:s3" */
+    const char *userpwd;            /* "access:secret" for aws_sigv4 */
 };
 
 struct http_resp {
@@ -37,6 +39,7 @@ struct http_resp {
     char retry_after[64];
     char range[128];                /* Range: (Google 308) */
     char etag[256];
+    long long content_length;       /* of the response (HEAD), -1 if unknown */
     char err[CURL_ERROR_SIZE + 256]; /* transport failure, when status is 0 */
     long long sent;                 /* body bytes handed to libcurl */
 };
