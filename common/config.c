@@ -210,6 +210,14 @@ int config_set(struct config *cfg, const char *name, const char *value,
         log_set_level((enum log_level)level);
         return 0;
     }
+    if (strcmp(name, "metrics-addr") == 0) {
+        if (strlen(value) >= sizeof cfg->metrics_addr || !strchr(value, ':')) {
+            snprintf(err, errlen, "--metrics-addr: HOST:PORT, as 127.0.0.1:9464");
+            return -1;
+        }
+        snprintf(cfg->metrics_addr, sizeof cfg->metrics_addr, "%s", value);
+        return 0;
+    }
     static const struct { const char *name; size_t off; long long min, max; } nums[] = {
         {"lease-ms", offsetof(struct config, lease_ms), 100, 86400000},
         {"max-deliveries", offsetof(struct config, max_deliveries), 1, 1000},
@@ -244,6 +252,7 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
         {"CRU_MAX_DELIVERIES", "max-deliveries"}, {"CRU_MAX_ATTEMPTS", "max-attempts"},
         {"CRU_RETRY_BASE_MS", "retry-base-ms"}, {"CRU_RETRY_CAP_MS", "retry-cap-ms"},
         {"CRU_GRACE_MS", "grace-ms"},       {"CRU_RATE_LIMIT", "rate-limit"},
+        {"CRU_METRICS_ADDR", "metrics-addr"},
     };
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->prefix, sizeof cfg->prefix, "cru");

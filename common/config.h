@@ -15,6 +15,7 @@
  *   CRU_RETRY_BASE_MS, CRU_RETRY_CAP_MS  backoff base and cap (1000, 300000)
  *   CRU_GRACE_MS     on SIGTERM, how long in-flight chunks may take (25000)
  *   CRU_RATE_LIMIT   bytes per second per slot when sending, 0 = no limit
+ *   CRU_METRICS_ADDR HOST:PORT for the worker's /metrics and /healthz
  */
 #ifndef CRU_CONFIG_H
 #define CRU_CONFIG_H
@@ -48,6 +49,7 @@ struct config {
     long long retry_cap_ms;
     long long grace_ms;
     long long rate_limit;
+    char metrics_addr[128];
 };
 
 /* Parses a Redis URL; returns 0, or -1 with a message in err. */
@@ -61,7 +63,7 @@ int config_load_env(struct config *cfg, char *err, size_t errlen);
 /*
  * Applies one setting by its flag name ("redis", "prefix", "concurrency",
  * "source-root", "log-level", "lease-ms", "max-deliveries", "max-attempts",
- * "retry-base-ms", "retry-cap-ms", "grace-ms", "rate-limit") to cfg. Returns 0, or -1 with
+ * "retry-base-ms", "retry-cap-ms", "grace-ms", "rate-limit", "metrics-addr") to cfg. Returns 0, or -1 with
  * a message naming the flag in err.
  */
 int config_set(struct config *cfg, const char *name, const char *value,

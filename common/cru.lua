@@ -575,7 +575,7 @@ local function cru_plan(keys, args)
 end
 
 -- FCALL cru_chunk_done 1 prefix <id> <msgid> <chunk> <bytes> <result json or "">
---       <next_from or ""> [<consumer> [<part>]]
+--       <next_from or ""> [<consumer> [<part> [<rate>]]]
 -- Marks the chunk done once (however often it is delivered), adds its
 -- bytes, acknowledges the message, and enqueues the next chunk or, when a
 -- result is given (the target completed the upload), stores it and sets
@@ -621,7 +621,7 @@ local function cru_chunk_done(keys, args)
                 table.insert(covered, n)
             end
         end
-        for _, n in ipairs(covered) do event(p, id, {'chunk', tostring(n)}) end
+        for _, n in ipairs(covered) do event(p, id, {'chunk', tostring(n), 'rate', args[9] or ''}) end
         finish(p, jk, 'running', 'done', now, {'result', result})
         event(p, id)
         return with_next(p, 'done', args[7])
@@ -637,8 +637,26 @@ local function cru_chunk_done(keys, args)
         enqueue(p, f)
         outcome = 'next'
     end
-    if first then event(p, id, {'chunk', tostring(chunk)}) end
+    if first then event(p, id, {'chunk', tostring(chunk), 'rate', args[9] or ''}) end
     return with_next(p, outcome, args[7])
+end
+
+-- FCALL cru_progress 1 prefix <id> <chunk> <bytes sent of it> <rate>
+-- A progress event while a chunk is in flight (workers send at most about
+-- one a second per chunk): bytes_done counts the chunk's bytes sent so far
+-- (capped at size); the job hash itself changes only when chunks finish.
+local function cru_progress(keys, args)
+    local p = prefix_of(keys)
+    local id = args[1]
+    local v = redis.call('HMGET', p .. ':job:' .. id, 'state', 'bytes_done', 'size',
+        'chunks_done', 'chunks')
+    if v[1] ~= 'running' then return 0 end
+    local size = tonumber(v[3]) or 0
+    local bd = math.min(size, (tonumber(v[2]) or 0) + (tonumber(args[3]) or 0))
+    redis.call('XADD', p .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+        'job', id, 'state', 'running', 'bytes_done', bd, 'size', v[3],
+        'chunks_done', v[4], 'chunks', v[5], 'sending', args[2] or '', 'rate', args[4] or '')
+    return 1
 end
 
 -- FCALL cru_enqueue 1 prefix <id> <msgid> <start> [<consumer>]
@@ -891,6 +909,36 @@ local function cru_heartbeat(keys, args)
     return 'ok'
 end
 
+-- FCALL_RO cru_status 1 prefix <id> -> JSON of the job's public fields
+-- (numbers as numbers, result and meta as JSON, never spec or session), or
+-- an error "no such job".
+local STATUS_FIELDS = {'id', 'state', 'target', 'source', 'size', 'chunk_size', 'chunks',
+    'chunks_done', 'bytes_done', 'created_ms', 'updated_ms', 'finished_ms', 'error',
+    'result', 'meta', 'retries', 'last_error', 'note'}
+local STATUS_NUMBERS = {size = true, chunk_size = true, chunks = true, chunks_done = true,
+    bytes_done = true, created_ms = true, updated_ms = true, finished_ms = true, retries = true}
+local function cru_status(keys, args)
+    local p = prefix_of(keys)
+    local id = args[1] or ''
+    local v = redis.call('HMGET', p .. ':job:' .. id, unpack(STATUS_FIELDS))
+    if not v[2] then return redis.error_reply('ERR no such job: ' .. id) end
+    local out = {}
+    for i, f in ipairs(STATUS_FIELDS) do
+        local x = v[i]
+        if x == false or x == '' then
+            out[f] = cjson.null
+        elseif STATUS_NUMBERS[f] then
+            out[f] = tonumber(x)
+        elseif f == 'result' or f == 'meta' then
+            local ok, j = pcall(cjson.decode, x)
+            out[f] = ok and j or x
+        else
+            out[f] = x
+        end
+    end
+    return cjson.encode(out)
+end
+
 -- FCALL_RO cru_stats 1 prefix -> JSON: queue length, pending, delayed,
 -- dead, jobs by state, workers (as their heartbeat JSON).
 local function cru_stats(keys, args)
@@ -924,6 +972,7 @@ redis.register_function('cru_chunk_done', cru_chunk_done)
 redis.register_function('cru_fail', cru_fail)
 redis.register_function('cru_dead', cru_dead)
 redis.register_function('cru_enqueue', cru_enqueue)
+redis.register_function('cru_progress', cru_progress)
 redis.register_function('cru_finalized', cru_finalized)
 redis.register_function('cru_ack', cru_ack)
 redis.register_function('cru_retry_later', cru_retry_later)
@@ -934,4 +983,6 @@ redis.register_function('cru_cancel', cru_cancel)
 redis.register_function('cru_retry', cru_retry)
 redis.register_function('cru_heartbeat', cru_heartbeat)
 redis.register_function{function_name = 'cru_stats', callback = cru_stats,
+    flags = {'no-writes'}}
+redis.register_function{function_name = 'cru_status', callback = cru_status,
     flags = {'no-writes'}}

@@ -53,7 +53,9 @@ int cmd_worker(int argc, char **argv, struct config *cfg)
         "  --max-attempts N      fail a job after N transient failures (10)\n"
         "  --retry-base-ms MS    backoff base (1000); --retry-cap-ms MS: cap (300000)\n"
         "  --grace-ms MS         on SIGTERM, time for chunks in flight (25000)\n"
-        "  --rate-limit BYTES    per slot, bytes/s sent (K/M suffixes; CRU_RATE_LIMIT, 0: none)\n" CLI_COMMON_HELP;
+        "  --rate-limit BYTES    per slot, bytes/s sent (K/M suffixes; CRU_RATE_LIMIT, 0: none)\n"
+        "  --metrics-addr H:P    serve Prometheus /metrics and /healthz there\n"
+        "                        (CRU_METRICS_ADDR, e.g. 127.0.0.1:9464; off by default)\n" CLI_COMMON_HELP;
     static const struct option opts[] = {
         {"concurrency", required_argument, 0, 'c'},
         {"source-root", required_argument, 0, 'S'},
@@ -64,6 +66,7 @@ int cmd_worker(int argc, char **argv, struct config *cfg)
         {"retry-cap-ms", required_argument, 0, 1},
         {"grace-ms", required_argument, 0, 1},
         {"rate-limit", required_argument, 0, 1},
+        {"metrics-addr", required_argument, 0, 1},
         CLI_COMMON_OPTIONS,
         {0, 0, 0, 0},
     };

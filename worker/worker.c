@@ -45,6 +45,7 @@
 #include "http.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "redisq.h"
 #include "source.h"
 #include "target.h"
@@ -83,6 +84,9 @@ struct slot {
     unsigned rng;
     redisReply *prefetch;    /* {outcome, msgid, fields, job hash} handed back
                               * by cru_plan / cru_chunk_done: the next message */
+    const char *xfer_job;    /* the chunk in flight, for progress events */
+    long long xfer_chunk;
+    double xfer_start, xfer_reported;
 };
 
 static atomic_int worker_stopping;    /* take no new messages */
@@ -202,6 +206,7 @@ static void slot_call(struct slot *s, const char *fn, int argc, const char **arg
 static void slot_fail(struct slot *s, const char *job, long long chunk,
                       const struct msg *m, const char *error)
 {
+    metrics_chunk(METRICS_FAILED, 0, 0);
     log_warn(job, chunk, "job failed: %s", error);
     const char *argv[] = {job, m->id, error};
     slot_call(s, "cru_fail", 3, argv, job, chunk);
@@ -212,6 +217,7 @@ static void slot_fail(struct slot *s, const char *job, long long chunk,
 static void slot_dead(struct slot *s, const struct msg *m, const char *job,
                       const char *reason)
 {
+    metrics_chunk(METRICS_DEAD, 0, 0);
     log_warn(job, -1, "dead-lettering message %s: %s", m->id, reason);
     const char *argv[] = {m->id, job ? job : "", m->chunk ? m->chunk : "", reason};
     slot_call(s, "cru_dead", 4, argv, job, -1);
@@ -236,6 +242,19 @@ static int slot_tick(void *arg)
     if (atomic_load(&worker_hard_stop))
         return 1;
     double now = worker_now();
+    if (s->xfer_job && now - s->xfer_reported >= 1.0 && s->q.c) {
+        /* a progress event about once a second while a chunk is in flight */
+        s->xfer_reported = now;
+        char chunk[32], sent[32], rate[32];
+        long long bytes = s->tctx.http->resp.sent;
+        snprintf(chunk, sizeof chunk, "%lld", s->xfer_chunk);
+        snprintf(sent, sizeof sent, "%lld", bytes);
+        snprintf(rate, sizeof rate, "%.0f", (double)bytes / (now - s->xfer_start));
+        const char *argv[] = {s->xfer_job, chunk, sent, rate};
+        redisReply *r = redisq_fcall(&s->q, "cru_progress", 4, argv);
+        if (r)
+            freeReplyObject(r);
+    }
     if (!s->lease_msg || now - s->lease_renewed < (double)s->cfg->lease_ms / 3000.0)
         return 0;
     s->lease_renewed = now;
@@ -280,6 +299,7 @@ static void slot_retry(struct slot *s, const struct job *job, const struct msg *
         return;
     }
     long long attempt = m->attempt + 1;
+    metrics_retry(s->tctx.http->resp.status);
     if (attempt >= s->cfg->max_attempts) {
         char err[1200];
         snprintf(err, sizeof err, "gave up after %lld attempts: %s", attempt, s->tctx.err);
@@ -298,6 +318,7 @@ static void slot_retry(struct slot *s, const struct job *job, const struct msg *
     snprintf(del, sizeof del, "%lld", delay);
     if (from >= 0)
         snprintf(fr, sizeof fr, "%lld", from);
+    metrics_chunk(METRICS_RETRY, 0, 0);
     log_warn(job->id, chunk, "attempt %lld failed, retrying in %lld ms: %s", attempt, delay,
              s->tctx.err);
     const char *argv[] = {job->id, m->id, chunk < 0 ? "op" : "chunk",
@@ -389,14 +410,18 @@ static void slot_plan(struct slot *s, struct job *job, const struct msg *m,
 static void slot_chunk_done(struct slot *s, const struct job *job, const struct msg *m,
                             long long n, long long len, long long end, long long next)
 {
-    char n_s[32], len_s[32], next_s[32] = "";
+    double secs = worker_now() - s->xfer_start;
+    metrics_chunk(METRICS_DONE, len, secs);
+    char n_s[32], len_s[32], next_s[32] = "", rate[32];
+    snprintf(rate, sizeof rate, "%.0f", secs > 0 ? (double)len / secs : 0.0);
     snprintf(n_s, sizeof n_s, "%lld", n);
     snprintf(len_s, sizeof len_s, "%lld", len);
     if (next >= 0 && next != end)
         snprintf(next_s, sizeof next_s, "%lld", next);
     const char *argv[] = {job->id, m->id, n_s, len_s, s->tctx.result ? s->tctx.result : "",
-                          next_s, slot_next_consumer(s), s->tctx.part ? s->tctx.part : ""};
-    slot_keep_next(s, slot_record(s, "cru_chunk_done", 8, argv, job->id, n));
+                          next_s, slot_next_consumer(s), s->tctx.part ? s->tctx.part : "",
+                          rate};
+    slot_keep_next(s, slot_record(s, "cru_chunk_done", 9, argv, job->id, n));
     log_debug(job->id, n, "chunk done: %lld bytes", len);
 }
 
@@ -421,6 +446,7 @@ static void slot_chunk(struct slot *s, struct job *job, const struct msg *m,
         slot_fail(s, job->id, n, m, err);
         return;
     }
+    s->xfer_start = worker_now();
     free(s->tctx.result);
     free(s->tctx.part);
     s->tctx.result = s->tctx.part = NULL;
@@ -437,7 +463,11 @@ static void slot_chunk(struct slot *s, struct job *job, const struct msg *m,
     if (rc == TARGET_OK && from >= end) {
         s->tctx.next = from; /* already there: just count it */
     } else if (rc == TARGET_OK) {
+        s->xfer_job = job->id;
+        s->xfer_chunk = n;
+        s->xfer_reported = s->xfer_start;
         rc = drv->send(&s->tctx, job, &src, n, from, end);
+        s->xfer_job = NULL;
     }
     source_close(&src);
     if (rc != TARGET_OK)
@@ -764,6 +794,13 @@ int worker_run(const struct config *cfg)
     }
     if (!cfg->source_root[0])
         log_warn(NULL, -1, "CRU_SOURCE_ROOT is not set: file sources will be refused");
+    char merr[256];
+    if (cfg->metrics_addr[0] &&
+        metrics_start(cfg, cfg->metrics_addr, cfg->concurrency, merr, sizeof merr) < 0) {
+        log_error(NULL, -1, "%s", merr);
+        redisq_close(&q);
+        return 1;
+    }
 
     /* Signals go to this thread only (sigtimedwait below). */
     sigset_t sigs;
@@ -817,6 +854,7 @@ int worker_run(const struct config *cfg)
         if (!atomic_load(&worker_stopping) && now - last_chores >= WORKER_HOUSEKEEP_EVERY_S) {
             last_chores = now;
             worker_housekeep(&q, cfg, wid, host, started_ms);
+            metrics_busy(atomic_load(&worker_busy_slots));
         }
         if (deadline > 0 && now >= deadline && !atomic_exchange(&worker_hard_stop, 1))
             log_warn(NULL, -1, "grace period over: aborting transfers in flight");
@@ -843,6 +881,7 @@ int worker_run(const struct config *cfg)
         free(s->tctx.part);
     }
     free(slots);
+    metrics_stop();
     if (q.c || redisq_connect(&q, cfg) == 0) {
         const char *argv[] = {wid};
         redisReply *r = redisq_fcall(&q, "cru_heartbeat", 1, argv);
