@@ -210,6 +210,22 @@ int config_set(struct config *cfg, const char *name, const char *value,
         log_set_level((enum log_level)level);
         return 0;
     }
+    if (strcmp(name, "allow-private") == 0) {
+        if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) {
+            snprintf(err, errlen, "--allow-private: 0 or 1");
+            return -1;
+        }
+        cfg->allow_private = value[0] == '1';
+        return 0;
+    }
+    if (strcmp(name, "allow-nets") == 0) {
+        if (strlen(value) >= sizeof cfg->allow_nets) {
+            snprintf(err, errlen, "--allow-nets: too long");
+            return -1;
+        }
+        snprintf(cfg->allow_nets, sizeof cfg->allow_nets, "%s", value);
+        return 0;
+    }
     if (strcmp(name, "metrics-addr") == 0) {
         if (strlen(value) >= sizeof cfg->metrics_addr || !strchr(value, ':')) {
             snprintf(err, errlen, "--metrics-addr: HOST:PORT, as 127.0.0.1:9464");
@@ -252,7 +268,8 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
         {"CRU_MAX_DELIVERIES", "max-deliveries"}, {"CRU_MAX_ATTEMPTS", "max-attempts"},
         {"CRU_RETRY_BASE_MS", "retry-base-ms"}, {"CRU_RETRY_CAP_MS", "retry-cap-ms"},
         {"CRU_GRACE_MS", "grace-ms"},       {"CRU_RATE_LIMIT", "rate-limit"},
-        {"CRU_METRICS_ADDR", "metrics-addr"},
+        {"CRU_METRICS_ADDR", "metrics-addr"}, {"CRU_ALLOW_PRIVATE", "allow-private"},
+        {"CRU_ALLOW_NETS", "allow-nets"},
     };
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->prefix, sizeof cfg->prefix, "cru");

@@ -16,6 +16,8 @@
  *   CRU_GRACE_MS     on SIGTERM, how long in-flight chunks may take (25000)
  *   CRU_RATE_LIMIT   bytes per second per slot when sending, 0 = no limit
  *   CRU_METRICS_ADDR HOST:PORT for the worker's /metrics and /healthz
+ *   CRU_ALLOW_PRIVATE=1, CRU_ALLOW_NETS=cidr,…  addresses http(s) sources
+ *                    may use beyond public ones (netcheck.h)
  */
 #ifndef CRU_CONFIG_H
 #define CRU_CONFIG_H
@@ -50,6 +52,8 @@ struct config {
     long long grace_ms;
     long long rate_limit;
     char metrics_addr[128];
+    int allow_private;
+    char allow_nets[1024];
 };
 
 /* Parses a Redis URL; returns 0, or -1 with a message in err. */

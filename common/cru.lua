@@ -132,9 +132,12 @@ local function check_source(src)
     elseif url:sub(1, 1) == '/' then
         path = url
     elseif url:match('^[hH][tT][tT][pP][sS]?://') then
-        return nil, 'source: http(s) sources are not supported yet; give a file path'
+        if not url:match('^[hH][tT][tT][pP][sS]?://[^/?#@]*@?[^/?#@]+') or url:find('[%s%c]') then
+            return nil, 'source: not a valid http(s) URL'
+        end
+        return url
     else
-        return nil, 'source: must be an absolute path or a file:// URL'
+        return nil, 'source: must be an absolute path, a file:// URL or an http(s) URL'
     end
     if path:sub(-1) == '/' then return nil, 'source: names a directory, not a file' end
     if has_dotdot(path) then return nil, 'source: path must not contain ".." components' end

@@ -2,6 +2,7 @@
  * http.c — HTTP exchanges over libcurl for the target drivers.
  */
 #include "http.h"
+#include "source_http.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -106,6 +107,11 @@ void http_client_free(struct http_client *c)
     if (!c)
         return;
     curl_easy_cleanup(c->curl);
+    if (c->get)
+        curl_easy_cleanup(c->get);
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    free(c->pipe_buf);
     free(c);
 }
 
@@ -145,6 +151,8 @@ int http_perform(struct http_client *c, const struct http_req *req)
     resp->truncated = 0;
     resp->err[0] = '\0';
     resp->sent = 0;
+    c->source_err[0] = '\0';
+    c->source_fatal = 0;
     resp->location[0] = resp->retry_after[0] = resp->range[0] = resp->etag[0] = '\0';
 
     /* reset drops per-request options but keeps live connections */
@@ -205,11 +213,24 @@ int http_perform(struct http_client *c, const struct http_req *req)
             curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     }
 
-    CURLcode rc = curl_easy_perform(h);
+    CURLcode rc;
+    int source_failed = 0;
+    if (req->stream && req->src && req->src->kind == SOURCE_HTTP && req->src_len > 0) {
+        /* cloud to cloud: the body comes from a ranged GET, piped */
+        int prc = source_http_pipe(c, h, req);
+        if (prc < 0 && !c->source_err[0])
+            snprintf(c->source_err, sizeof c->source_err, "source: out of memory");
+        source_failed = prc < 0;
+        rc = prc < 0 ? CURLE_ABORTED_BY_CALLBACK : (CURLcode)prc;
+        if (source_failed)
+            snprintf(resp->err, sizeof resp->err, "%s", c->source_err);
+    } else {
+        rc = curl_easy_perform(h);
+    }
     curl_slist_free_all(own);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     if (rc != CURLE_OK) {
-        if (!up.short_read)
+        if (!up.short_read && !source_failed)
             snprintf(resp->err, sizeof resp->err, "%s",
                      errbuf[0] ? errbuf : curl_easy_strerror(rc));
         resp->status = 0;

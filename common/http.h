@@ -56,6 +56,13 @@ struct http_client {
     int (*tick)(void *arg);
     void *tick_arg;
     long long max_send_speed;   /* bytes/s, 0 for no limit */
+    /* http(s) sources (common/source_http.c): the GET handle, the multi
+     * handle that drives GET and PUT together, the buffer between them */
+    CURL *get;
+    CURLM *multi;
+    char *pipe_buf;
+    char source_err[480];       /* the source's failure, when it was the source */
+    int source_fatal;           /* …and a retry cannot help (4xx, changed) */
 };
 
 /* Allocates a client; returns NULL when out of memory. */

@@ -12,8 +12,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -93,12 +95,17 @@ static int source_walk(int rootfd, const char *rel)
 int source_open(struct source *s, const char *root, const char *url)
 {
     char path[4096];
+    memset(s, 0, sizeof *s);
     s->fd = -1;
     s->size = -1;
-    s->err[0] = s->version[0] = '\0';
+    if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
+        s->kind = SOURCE_HTTP;
+        s->url = url;
+        return 0;
+    }
     if (source_file_path(url, path, sizeof path) < 0) {
         snprintf(s->err, sizeof s->err,
-                 "source: not a file path or file:// URL (only file sources are supported)");
+                 "source: not an http(s) URL, a file path or a file:// URL");
         return -1;
     }
     if (!root || !*root) {
@@ -157,6 +164,10 @@ int source_open(struct source *s, const char *root, const char *url)
 
 ssize_t source_read(struct source *s, long long off, void *buf, size_t len)
 {
+    if (s->kind != SOURCE_FILE) {
+        snprintf(s->err, sizeof s->err, "source: not a file");
+        return -1;
+    }
     ssize_t n;
     do
         n = pread(s->fd, buf, len, (off_t)off);
@@ -171,4 +182,6 @@ void source_close(struct source *s)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
+    curl_slist_free_all(s->headers);
+    s->headers = NULL;
 }

@@ -46,8 +46,10 @@
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
+#include "netcheck.h"
 #include "redisq.h"
 #include "source.h"
+#include "source_http.h"
 #include "target.h"
 
 #define WORKER_BLOCK_MS "1000"
@@ -89,6 +91,7 @@ struct slot {
     double xfer_start, xfer_reported;
 };
 
+static struct netcheck worker_net;    /* where http sources may connect */
 static atomic_int worker_stopping;    /* take no new messages */
 static atomic_int worker_hard_stop;   /* grace over: abort transfers */
 static atomic_int worker_live_slots;
@@ -329,6 +332,11 @@ static void slot_retry(struct slot *s, const struct job *job, const struct msg *
 static void slot_outcome(struct slot *s, const struct job *job, const struct msg *m,
                          enum target_rc rc, long long chunk, long long from)
 {
+    if (s->tctx.http->source_fatal && !s->lease_lost) {
+        /* the source refused for good (4xx, changed): no retry helps */
+        slot_fail(s, job->id, chunk, m, s->tctx.http->source_err);
+        return;
+    }
     if (rc == TARGET_RETRY || s->lease_lost)
         slot_retry(s, job, m, chunk, from);
     else
@@ -349,14 +357,41 @@ static long long worker_parse_num(const char *s)
     return v;
 }
 
-/* Opens the job's source, checking it is still the version that was
- * planned (when one was recorded). Returns 0, or -1 with err set. */
+/*
+ * Opens the job's source. A file must still be the version that was
+ * planned (size and mtime); an http source is pinned to it (If-Range on
+ * every GET) and checked by the server. At plan time (no version yet) an
+ * http source is probed for its size and version. Returns 0, or -1 with
+ * err set; *retry says whether trying again later may help.
+ */
 static int slot_open_source(struct slot *s, const struct job *job, struct source *src,
-                            char *err, size_t errlen)
+                            char *err, size_t errlen, int *retry)
 {
+    *retry = 0;
     if (source_open(src, s->cfg->source_root, job->source_url) < 0) {
         snprintf(err, errlen, "%s", src->err);
         return -1;
+    }
+    if (src->kind == SOURCE_HTTP) {
+        src->net = &worker_net;
+        const cJSON *h, *headers = cJSON_GetObjectItemCaseSensitive(job->source, "headers");
+        cJSON_ArrayForEach(h, headers)
+        {
+            if (cJSON_IsString(h) && h->string)
+                src->headers = http_header(src->headers, "%s: %s", h->string, h->valuestring);
+        }
+        if (job->source_version) {
+            if (source_http_pin(src, job->source_version) == 0)
+                return 0;
+            snprintf(err, errlen, "job hash: source_version is not an http source's");
+            return -1;
+        }
+        if (source_http_probe(s->tctx.http, src) < 0) {
+            snprintf(err, errlen, "%s", s->tctx.http->source_err);
+            *retry = !s->tctx.http->source_fatal;
+            return -1;
+        }
+        return 0;
     }
     if (job->source_version && strcmp(job->source_version, src->version) != 0) {
         snprintf(err, errlen, "source changed during upload (size or mtime differ from plan time)");
@@ -370,9 +405,16 @@ static void slot_plan(struct slot *s, struct job *job, const struct msg *m,
 {
     struct source src;
     char err[1024];
-    if (slot_open_source(s, job, &src, err, sizeof err) < 0) {
+    int retry;
+    if (slot_open_source(s, job, &src, err, sizeof err, &retry) < 0) {
         source_close(&src);
-        slot_fail(s, job->id, -1, m, err);
+        if (retry) {
+            snprintf(s->tctx.err, sizeof s->tctx.err, "%s", err);
+            s->tctx.http->resp.status = 0; /* the source's failure, not the target's */
+            slot_retry(s, job, m, -1, -1);
+        } else {
+            slot_fail(s, job->id, -1, m, err);
+        }
         return;
     }
     long long size = src.size;
@@ -441,7 +483,8 @@ static void slot_chunk(struct slot *s, struct job *job, const struct msg *m,
         return;
     }
     struct source src;
-    if (slot_open_source(s, job, &src, err, sizeof err) < 0) {
+    int retry;
+    if (slot_open_source(s, job, &src, err, sizeof err, &retry) < 0) {
         source_close(&src);
         slot_fail(s, job->id, n, m, err);
         return;
@@ -795,6 +838,11 @@ int worker_run(const struct config *cfg)
     if (!cfg->source_root[0])
         log_warn(NULL, -1, "CRU_SOURCE_ROOT is not set: file sources will be refused");
     char merr[256];
+    if (netcheck_init(&worker_net, cfg->allow_private, cfg->allow_nets, merr, sizeof merr) < 0) {
+        log_error(NULL, -1, "%s", merr);
+        redisq_close(&q);
+        return 1;
+    }
     if (cfg->metrics_addr[0] &&
         metrics_start(cfg, cfg->metrics_addr, cfg->concurrency, merr, sizeof merr) < 0) {
         log_error(NULL, -1, "%s", merr);

@@ -92,8 +92,14 @@ int main(void)
     open_case("source: missing file", url, "No such file or directory");
     snprintf(url, sizeof url, "%sx/sub/a file.txt", root);
     open_case("source: sibling with the root as prefix refused", url, "outside the source root");
-    open_case("source: relative path refused", "sub/a file.txt", "not a file path");
-    open_case("source: http refused for now", "https://example.com/x", "not a file path");
+    open_case("source: relative path refused", "sub/a file.txt", "not an http(s) URL");
+    open_case("source: gopher refused", "gopher://example.com/x", "not an http(s) URL");
+    open_case("source: file://host refused", "file://host/etc/passwd", "not an http(s) URL");
+    CHECK("source: http URL opens as an http source (no I/O yet)",
+          source_open(&s, "", "https://example.com/x") == 0 && s.kind == SOURCE_HTTP);
+    source_close(&s);
+    snprintf(url, sizeof url, "file:///etc/passwd");
+    open_case("source: file:///etc/passwd outside the root", url, "outside the source root");
     CHECK("source: no root, refused",
           source_open(&s, "", "/etc/hostname") < 0 && strstr(s.err, "CRU_SOURCE_ROOT"));
     source_close(&s);
