@@ -644,16 +644,24 @@ local function cru_chunk_done(keys, args)
     return with_next(p, outcome, args[7])
 end
 
--- FCALL cru_progress 1 prefix <id> <chunk> <bytes sent of it> <rate>
+-- FCALL cru_progress 1 prefix <id> <chunk> <bytes sent of it> <rate> [<msgid>]
 -- A progress event while a chunk is in flight (workers send at most about
 -- one a second per chunk): bytes_done counts the chunk's bytes sent so far
 -- (capped at size); the job hash itself changes only when chunks finish.
+-- Returns 1, or -1 when the job has ended (cancelled, failed): then the
+-- message is acknowledged and the worker stops the transfer.
 local function cru_progress(keys, args)
     local p = prefix_of(keys)
     local id = args[1]
     local v = redis.call('HMGET', p .. ':job:' .. id, 'state', 'bytes_done', 'size',
         'chunks_done', 'chunks')
-    if v[1] ~= 'running' then return 0 end
+    if v[1] ~= 'running' then
+        if not v[1] or TERMINAL[v[1]] then
+            ack(p, args[5])
+            return -1
+        end
+        return 0
+    end
     local size = tonumber(v[3]) or 0
     local bd = math.min(size, (tonumber(v[2]) or 0) + (tonumber(args[3]) or 0))
     redis.call('XADD', p .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*',
@@ -810,16 +818,25 @@ local function cru_claim(keys, args)
     return out
 end
 
--- FCALL cru_renew 1 prefix <consumer> <msgid> [<idle_ms>]
+-- FCALL cru_renew 1 prefix <consumer> <msgid> [<idle_ms> [<job id>]]
 -- Renews the lease on a message this consumer holds (resets its idle
 -- time). With idle_ms, releases it instead: sets its idle time so another
--- worker may take it over at once. Returns 1, or 0 when the message is no
--- longer this consumer's (another worker took it over: stop working on it).
+-- worker may take it over at once. Returns 1; 0 when the message is no
+-- longer this consumer's (another worker took it over: stop working on
+-- it); -1 when its job has ended (cancelled, failed): the message is
+-- acknowledged, and the worker stops the transfer.
 local function cru_renew(keys, args)
     local p = prefix_of(keys)
-    local consumer, msgid, idle = args[1], args[2], args[3]
+    local consumer, msgid, idle, id = args[1], args[2], args[3], args[4]
     local pend = redis.call('XPENDING', p .. ':chunks', GROUP, msgid, msgid, 1)
     if not pend[1] or pend[1][2] ~= consumer then return 0 end
+    if id and id ~= '' then
+        local state = redis.call('HGET', p .. ':job:' .. id, 'state')
+        if not state or TERMINAL[state] then
+            ack(p, msgid)
+            return -1
+        end
+    end
     if idle and idle ~= '' then
         redis.call('XCLAIM', p .. ':chunks', GROUP, consumer, 0, msgid, 'IDLE', idle, 'JUSTID')
     else

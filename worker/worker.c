@@ -209,10 +209,16 @@ static void slot_call(struct slot *s, const char *fn, int argc, const char **arg
 static void slot_fail(struct slot *s, const char *job, long long chunk,
                       const struct msg *m, const char *error)
 {
-    metrics_chunk(METRICS_FAILED, 0, 0);
-    log_warn(job, chunk, "job failed: %s", error);
     const char *argv[] = {job, m->id, error};
-    slot_call(s, "cru_fail", 3, argv, job, chunk);
+    redisReply *r = slot_record(s, "cru_fail", 3, argv, job, chunk);
+    if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "ok") == 0) {
+        metrics_chunk(METRICS_FAILED, 0, 0);
+        log_warn(job, chunk, "job failed: %s", error);
+    } else if (r) {
+        log_debug(job, chunk, "the job had ended already; not failed again (%s)", error);
+    }
+    if (r)
+        freeReplyObject(r);
 }
 
 /* A message that cannot be processed: dead-letter it (and fail its job,
@@ -253,21 +259,31 @@ static int slot_tick(void *arg)
         snprintf(chunk, sizeof chunk, "%lld", s->xfer_chunk);
         snprintf(sent, sizeof sent, "%lld", bytes);
         snprintf(rate, sizeof rate, "%.0f", (double)bytes / (now - s->xfer_start));
-        const char *argv[] = {s->xfer_job, chunk, sent, rate};
-        redisReply *r = redisq_fcall(&s->q, "cru_progress", 4, argv);
+        const char *argv[] = {s->xfer_job, chunk, sent, rate, s->lease_msg ? s->lease_msg : ""};
+        redisReply *r = redisq_fcall(&s->q, "cru_progress", 5, argv);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+            log_info(s->xfer_job, s->xfer_chunk,
+                     "the job has ended (cancelled?): stopping this transfer");
+            s->lease_lost = 1;
+        }
         if (r)
             freeReplyObject(r);
+        if (s->lease_lost)
+            return 1;
     }
     if (!s->lease_msg || now - s->lease_renewed < (double)s->cfg->lease_ms / 3000.0)
         return 0;
     s->lease_renewed = now;
     if (slot_connect(s) < 0)
         return 0; /* Redis away: keep uploading; the effect is recorded later */
-    const char *argv[] = {s->consumer, s->lease_msg};
-    redisReply *r = redisq_fcall(&s->q, "cru_renew", 2, argv);
+    const char *argv[] = {s->consumer, s->lease_msg, "", s->xfer_job ? s->xfer_job : ""};
+    redisReply *r = redisq_fcall(&s->q, "cru_renew", 4, argv);
     if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
         log_warn(NULL, -1, "lease on message %s lost to another worker; stopping this transfer",
                  s->lease_msg);
+        s->lease_lost = 1;
+    } else if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+        log_info(s->xfer_job, s->xfer_chunk, "the job has ended (cancelled?): stopping this transfer");
         s->lease_lost = 1;
     }
     if (r)
