@@ -16,6 +16,7 @@ CRU_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Icommon -Iw
 LDLIBS  += -lhiredis -lcurl -lcjson -pthread
 
 BUILD   ?= build
+comma   := ,
 BIN     ?= bin/cru
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -64,12 +65,18 @@ unit: $(UNIT_BIN)
 deps:
 	@bash scripts/deps.sh
 
-# The suite runs twice: against the normal build, then against the ASan +
-# UBSan build (a sanitizer report fails the process, so the test sees it).
+# The suite runs twice: against the normal build, then the fast part of it
+# against the ASan + UBSan build (a sanitizer report fails the process, so
+# the test sees it). `make asan` runs all of it under the sanitizers.
+ASAN_QUICK := bad_input cli spec_validation graph_upload operations faults metrics \
+	redis_outage azure tus top
+TEST_PACKAGES := nginx-light python3-flask python3-redis ruby ruby-redis util-linux
+
 test: deps servers
+	@bash scripts/deps.sh $(TEST_PACKAGES)
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory asan-build
-	@$(ASAN_ENV) BUILDS="normal:$(BUILD)/tests:$(BIN) asan:build-asan/tests:build-asan/cru" \
+	@$(ASAN_ENV) BUILDS="normal:$(BUILD)/tests:$(BIN): asan:build-asan/tests:build-asan/cru:$(subst $(eval) ,$(comma),$(ASAN_QUICK))" \
 		bash tests/run.sh
 
 demo: deps
@@ -86,6 +93,7 @@ asan-build:
 
 # Only the sanitizer pass of the suite.
 asan: deps servers asan-build
+	@bash scripts/deps.sh $(TEST_PACKAGES)
 	@$(ASAN_ENV) UNIT_DIR=build-asan/tests CRU=$(CURDIR)/build-asan/cru bash tests/run.sh
 
 # The real third-party servers the tests upload to (s3rver, Azurite,

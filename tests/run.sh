@@ -8,8 +8,10 @@
 #
 # Environment: UNIT_DIR (default build/tests), TEST_TIMEOUT (seconds per test
 # file, default 300), plus whatever the tests read (CRU, KEEP, ...).
-# BUILDS="label:unit_dir:cru_binary ..." runs the whole suite once per build
-# (make test: the normal build, then the ASan+UBSan one) and sums the counts.
+# BUILDS="label:unit_dir:cru_binary:[tests] ..." runs the suite once per
+# build (make test: the normal build, then the ASan+UBSan one) and sums the
+# counts; tests, when given, is a comma-separated list of integration tests
+# to run for that build (all unit tests always run).
 #
 # Each test prints "PASS name" / "FAIL name: why" on stdout. A file that times
 # out, exits non-zero without printing any FAIL line, or prints neither PASS
@@ -55,7 +57,11 @@ run_suite() {
             echo "run.sh: note: no unit test directory $UNIT_DIR" >&2
         fi
         for f in "$ROOT"/tests/integration/*.sh; do
-            [ -f "$f" ] && tests+=("$f")
+            [ -f "$f" ] || continue
+            if [ -n "${ONLY:-}" ]; then
+                case ",$ONLY," in *",$(basename "$f" .sh),"*) ;; *) continue ;; esac
+            fi
+            tests+=("$f")
         done
     else
         for a in "${ARGS[@]}"; do
@@ -120,10 +126,11 @@ run_suite() {
 ARGS=("$@")
 if [ -n "${BUILDS:-}" ]; then
     for b in $BUILDS; do
-        IFS=: read -r label UNIT_DIR CRU <<<"$b"
+        IFS=: read -r label UNIT_DIR CRU only <<<"$b"
         case "$UNIT_DIR" in /*) ;; *) UNIT_DIR=$PWD/$UNIT_DIR ;; esac
         case "$CRU" in /*) ;; *) CRU=$PWD/$CRU ;; esac
         export CRU
+        ONLY=${only:-}
         run_suite "$label"
     done
 else
