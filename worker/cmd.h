@@ -19,5 +19,6 @@ int cmd_jobs(int argc, char **argv, struct config *cfg);
 int cmd_cancel(int argc, char **argv, struct config *cfg);
 int cmd_retry(int argc, char **argv, struct config *cfg);
 int cmd_stats(int argc, char **argv, struct config *cfg);
+int cmd_top(int argc, char **argv, struct config *cfg);
 
 #endif

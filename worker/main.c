@@ -23,6 +23,7 @@ static const struct {
     {"cancel", cmd_cancel, "cancel a job and abort its target session"},
     {"retry", cmd_retry, "requeue a failed job from where it stopped"},
     {"stats", cmd_stats, "queue, delayed, dead, workers, jobs by state"},
+    {"top", cmd_top, "live view: workers, queue, throughput, running jobs"},
 };
 
 static void usage(FILE *f)
