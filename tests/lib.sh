@@ -442,3 +442,27 @@ for _id, f in json.load(sys.stdin):
     n += d.get("job") == sys.argv[1] and "chunk" in d
 print(n)' "$1"
 }
+
+# count_exact TIMEOUT ID:SOURCE:STORED...: waits for each job; one FAIL line
+# for each that did not end done, byte-exact (sha256 of SOURCE and STORED)
+# and counted once (bytes_done == size, chunks_done == chunks). Prints how
+# many were exact.
+count_exact() {
+    local timeout=$1 spec id src stored state bd sz cd ch exact=0
+    shift
+    for spec in "$@"; do
+        IFS=: read -r id src stored <<<"$spec"
+        state=$(wait_job "$id" "$timeout")
+        if [ "$state" != done ]; then
+            fail "$id: done" "state $state: $(rcli --raw HGET "cru:job:$id" error)" >&2
+            continue
+        fi
+        read -r bd sz cd ch < <(rcli --raw HMGET "cru:job:$id" bytes_done size chunks_done chunks | tr '\n' ' ')
+        if [ "$(sha "$src")" = "$(sha "$stored")" ] && [ "$bd" = "$sz" ] && [ "$cd" = "$ch" ]; then
+            exact=$((exact + 1))
+        else
+            fail "$id: byte-exact, counted once" "bytes_done $bd size $sz chunks $cd/$ch" >&2
+        fi
+    done
+    echo "$exact"
+}

@@ -50,22 +50,9 @@ done
 echo "chaos: $kills workers killed" >&2
 if [ "$kills" -ge 5 ]; then pass "workers were killed ($kills)"; else fail "workers were killed" "$kills"; fi
 
-exact=0
-for i in "${!IDS[@]}"; do
-    id=${IDS[i]}
-    state=$(wait_job "$id" 60)
-    if [ "$state" != done ]; then
-        fail "$id: done" "state $state: $(rcli --raw HGET "cru:job:$id" error)"
-        continue
-    fi
-    read -r bd sz cd ch < <(rcli --raw HMGET "cru:job:$id" bytes_done size chunks_done chunks | tr '\n' ' ')
-    if [ "$(sha "${FILES[i]}")" = "$(sha "$GRAPH_STORE/${STORED[i]}")" ] && [ "$bd" = "$sz" ] &&
-        [ "$cd" = "$ch" ]; then
-        exact=$((exact + 1))
-    else
-        fail "$id: byte-exact, counted once" "bytes_done $bd size $sz chunks $cd/$ch"
-    fi
-done
+specs=()
+for i in "${!IDS[@]}"; do specs+=("${IDS[i]}:${FILES[i]}:$GRAPH_STORE/${STORED[i]}"); done
+exact=$(count_exact 60 "${specs[@]}")
 assert_eq "30 jobs done, byte-exact, each chunk counted once" 30 "$exact"
 assert_eq "nothing pending" 0 "$(rcli XPENDING cru:chunks workers | head -1)"
 assert_eq "stream empty" 0 "$(rcli XLEN cru:chunks)"

@@ -29,22 +29,9 @@ for i in $(seq 1 20); do
     FILES+=("$SRC/f$i.bin")
 done
 
-exact=0
-for i in "${!IDS[@]}"; do
-    id=${IDS[i]}
-    state=$(wait_job "$id" 240)
-    if [ "$state" != done ]; then
-        fail "$id: done" "state $state: $(rcli --raw HGET "cru:job:$id" error)"
-        continue
-    fi
-    read -r bd sz cd ch < <(rcli --raw HMGET "cru:job:$id" bytes_done size chunks_done chunks | tr '\n' ' ')
-    if [ "$(sha "${FILES[i]}")" = "$(sha "$GRAPH_STORE/${STORED[i]}")" ] && [ "$bd" = "$sz" ] &&
-        [ "$cd" = "$ch" ]; then
-        exact=$((exact + 1))
-    else
-        fail "$id: byte-exact, counted once" "bytes_done $bd size $sz chunks $cd/$ch"
-    fi
-done
+specs=()
+for i in "${!IDS[@]}"; do specs+=("${IDS[i]}:${FILES[i]}:$GRAPH_STORE/${STORED[i]}"); done
+exact=$(count_exact 240 "${specs[@]}")
 assert_eq "20 jobs done, byte-exact, each chunk counted once" 20 "$exact"
 stats=$(curl -s "http://127.0.0.1:$GRAPH_PORT/_stats")
 faults=$(printf '%s' "$stats" | "$T_PY" -c 'import json,sys; print(json.load(sys.stdin)["chaos_total"])')
