@@ -106,6 +106,7 @@ servers:
 # references in the same run. Not part of make test.
 bench: deps
 	@command -v node >/dev/null && command -v npm >/dev/null || bash scripts/deps.sh nodejs npm
+	@[ -x /usr/sbin/nginx ] || bash scripts/deps.sh nginx-light
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/sink
 	@cd tests/bench && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
 	@/usr/bin/python3 tests/bench/bench.py $(BIN) $(BUILD)/bench/sink --runs 3

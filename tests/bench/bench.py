@@ -21,6 +21,11 @@ printed too):
                    not round trips)
   scaling          16 jobs of 64 MiB: one worker process vs two of the same
                    concurrency
+  http source      the 1 GiB file served by a local nginx (config written
+                   into the temp dir), one job, 60 MiB chunks, one slot with
+                   CRU_ALLOW_NETS=127.0.0.0/8 -> sink, divided by
+                   `curl -s SRC | curl -sS -T - SINK`; peak RSS of a fresh
+                   one-slot worker with 60 MiB and 7680 KiB chunks
 
 Standard library only. Usage: bench.py CRU_BINARY SINK_BINARY [--runs N]
 """
@@ -40,6 +45,9 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 # "4 MiB" chunks: Graph wants multiples of 320 KiB; 13 x 320 KiB = 4160 KiB
 SMALL_CHUNK = 13 * 327680
+# "8 MiB" chunks for the http source: 24 x 320 KiB = 7680 KiB
+HTTP_SMALL_CHUNK = 24 * 327680
+NGINX = "/usr/sbin/nginx"
 
 
 # ------------------------------------------------------------------ redis
@@ -166,10 +174,10 @@ class Bench:
             with open(os.path.join(self.small_dir, "f%d.bin" % i), "wb") as f:
                 f.write(block)
 
-    def worker(self, concurrency):
+    def worker(self, concurrency, env=None):
         log = open(os.path.join(self.tmp, "worker.log"), "a")
-        p = self.start([self.cru, "worker", "--concurrency", str(concurrency)], env=self.env,
-                       stderr=log, stdout=log)
+        p = self.start([self.cru, "worker", "--concurrency", str(concurrency)],
+                       env=env or self.env, stderr=log, stdout=log)
         time.sleep(0.3)
         return p
 
@@ -298,7 +306,7 @@ class Bench:
                  [h / 1024 for h in hwm4],
                  "<= 24", ok=lambda v: v <= 24)
         diff = [abs(a - b) / 1024 for a, b in zip(hwm60, hwm4)]
-        self.row("peak RSS difference", "|60 MiB - 4 MiB chunks|, MiB", diff, "<= 2",
+        self.row("peak RSS difference", "abs(60 MiB - 4 MiB chunks), MiB", diff, "<= 2",
                  ok=lambda v: v <= 2)
         self.row("round trips per chunk", "4160 KiB chunks, 4 slots (MONITOR)", rts, "<= 2.5",
                  ok=lambda v: v <= 2.5)
@@ -349,6 +357,99 @@ class Bench:
         self.row("scaling, 2 processes", "same jobs, MiB/s", two, "reported", fmt="%.0f")
         self.row("scaling ratio", "2 processes / 1", [b / a for a, b in zip(one, two)],
                  "reported")
+
+    def start_nginx(self):
+        """nginx serving the temp dir on a free port of 127.0.0.1, from a
+        config written there (pid, logs, temp paths inside it too)."""
+        d = os.path.join(self.tmp, "nginx")
+        os.mkdir(d)
+        port = free_port()
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("""%(user)s
+worker_processes 1;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log warn;
+events { worker_connections 64; }
+http {
+    default_type application/octet-stream;
+    client_body_temp_path %(d)s/client_body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+    access_log off;
+    sendfile on;
+    keepalive_requests 10000;
+    server {
+        listen 127.0.0.1:%(port)d;
+        root %(root)s;
+    }
+}
+""" % {"user": "user root;" if os.geteuid() == 0 else "", "d": d, "port": port,
+       "root": self.tmp})
+        p = self.start([NGINX, "-p", d + "/", "-c", conf, "-e", os.path.join(d, "error.log"),
+                        "-g", "daemon off;"], stdin=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                if p.poll() is not None:
+                    break
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("nginx did not start: see %s/error.log" % d)
+        if p.poll() is not None:
+            raise RuntimeError("nginx exited: see %s/error.log" % d)
+        return p, "http://127.0.0.1:%d" % port
+
+    def curl_pipe(self, url):
+        """`curl -s SRC | curl -sS -T - SINK`: the reference for a source
+        that is itself an http URL."""
+        t0 = time.monotonic()
+        get = subprocess.Popen(["curl", "-s", url], stdout=subprocess.PIPE)
+        put = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-T", "-",
+                                "%s/up/pipe" % self.sink_url], stdin=get.stdout)
+        get.stdout.close()
+        if put.wait() != 0 or get.wait() != 0:
+            raise RuntimeError("curl | curl failed")
+        return time.monotonic() - t0
+
+    def http_source(self):
+        say("http source: 1 GiB from nginx, 60 MiB chunks, one slot vs curl | curl -T -")
+        if not os.access(NGINX, os.X_OK):
+            raise RuntimeError("%s missing: apt-get install nginx-light (make bench does)" % NGINX)
+        ng, base = self.start_nginx()
+        url = base + "/" + os.path.basename(self.big)
+        env = dict(self.env, CRU_ALLOW_NETS="127.0.0.0/8")
+        ratios, rates, hwm60, hwm8 = [], [], [], []
+        for i in range(self.runs):
+            tc = self.curl_pipe(url)
+            w = self.worker(1, env)
+            tw = self.run_jobs([self.spec(url, 60 * MiB, 200 + i)])
+            hwm60.append(vmhwm(w.pid))
+            self.stop(w)
+            w = self.worker(1, env)
+            t8 = self.run_jobs([self.spec(url, HTTP_SMALL_CHUNK, 300 + i)])
+            hwm8.append(vmhwm(w.pid))
+            self.stop(w)
+            ratios.append(tc / tw)
+            rates.append(GiB / tw / MiB)
+            say("  curl | curl %.2fs (%.0f MiB/s), worker 60 MiB chunks %.2fs (%.0f MiB/s), "
+                "7680 KiB chunks %.2fs; VmHWM %d / %d kB" %
+                (tc, GiB / tc / MiB, tw, GiB / tw / MiB, t8, hwm60[-1], hwm8[-1]))
+        self.stop(ng)
+        self.row("http source ratio", "1 GiB from nginx, 60 MiB chunks, 1 slot / curl \\| curl -T -",
+                 ratios, "reported")
+        self.row("http source MiB/s", "the worker's rate in those runs", rates, "-", fmt="%.0f")
+        self.row("http source peak RSS, 60 MiB chunks", "VmHWM of a fresh 1-slot worker, MiB",
+                 [h / 1024 for h in hwm60], "<= 24", ok=lambda v: v <= 24)
+        self.row("http source peak RSS, 8 MiB chunks", "same, 7680 KiB chunks, MiB",
+                 [h / 1024 for h in hwm8], "<= 24", ok=lambda v: v <= 24)
+        self.row("http source peak RSS difference", "abs(60 MiB - 8 MiB chunks), MiB",
+                 [abs(a - b) / 1024 for a, b in zip(hwm60, hwm8)], "<= 2",
+                 ok=lambda v: v <= 2)
 
     def table(self):
         print()
@@ -401,6 +502,7 @@ def main():
         b.parallel()
         b.small()
         b.scaling()
+        b.http_source()
         b.table()
     finally:
         b.close()
