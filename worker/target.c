@@ -20,3 +20,14 @@ enum target_rc target_status_rc(long status)
         return TARGET_RETRY;
     return TARGET_FATAL;
 }
+
+long long target_fragment_end(long long next, long long end, long long size,
+                              long long quantum, long long max)
+{
+    long long stop = end;
+    if (stop < size && (stop - next) % quantum)
+        stop = next + ((stop - next) / quantum + 1) * quantum;
+    if (max > 0 && stop - next > max)
+        stop = next + max;
+    return stop > size ? size : stop;
+}

@@ -82,6 +82,17 @@ const struct target_driver *target_find(const char *type);
  * "const struct target_driver target_NAME = {"). */
 extern const struct target_driver *const target_drivers[];
 
+/*
+ * Sequential targets whose fragments must be multiples of quantum (Graph
+ * 320 KiB, Google 256 KiB) but the last: the end of the fragment that
+ * sends [next, end) of a size-byte upload. A resume from inside a chunk
+ * runs past end to the next multiple (the following chunk starts where the
+ * target then says); max, when not 0, caps a fragment (a multiple of
+ * quantum).
+ */
+long long target_fragment_end(long long next, long long end, long long size,
+                              long long quantum, long long max);
+
 /* Classifies an HTTP status the way every driver does: no answer, 408,
  * 429, 500, 502, 503 and 504 are worth a retry, anything else is final. */
 enum target_rc target_status_rc(long status);

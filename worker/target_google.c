@@ -347,11 +347,7 @@ static enum target_rc google_send(struct target_ctx *ctx, const struct job *job,
     }
     long long size = job->size, next = from;
     for (int round = 0; next < end; round++) {
-        long long stop = end;
-        if (stop < size && (stop - next) % GOOGLE_QUANTUM)
-            stop = next + ((stop - next) / GOOGLE_QUANTUM + 1) * GOOGLE_QUANTUM;
-        if (stop > size)
-            stop = size;
+        long long stop = target_fragment_end(next, end, size, GOOGLE_QUANTUM, 0);
         if (round > 64) {
             snprintf(ctx->err, sizeof ctx->err,
                      "%s: the server keeps persisting nothing from byte %lld", label, next);

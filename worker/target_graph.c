@@ -290,13 +290,8 @@ static enum target_rc graph_send(struct target_ctx *ctx, const struct job *job,
     }
     long long size = job->size, next = from;
     for (int round = 0; next < end; round++) {
-        long long stop = end, got;
-        if (stop < size && (stop - next) % GRAPH_FRAGMENT)
-            stop = next + ((stop - next) / GRAPH_FRAGMENT + 1) * GRAPH_FRAGMENT;
-        if (stop - next > GRAPH_MAX_FRAGMENT)
-            stop = next + GRAPH_MAX_FRAGMENT;
-        if (stop > size)
-            stop = size;
+        long long got,
+            stop = target_fragment_end(next, end, size, GRAPH_FRAGMENT, GRAPH_MAX_FRAGMENT);
         if (round > 64) {
             snprintf(ctx->err, sizeof ctx->err,
                      "graph: the server keeps refusing bytes from %lld", next);
