@@ -68,7 +68,7 @@ deps:
 # The suite runs twice: against the normal build, then the fast part of it
 # against the ASan + UBSan build (a sanitizer report fails the process, so
 # the test sees it). `make asan` runs all of it under the sanitizers.
-ASAN_QUICK := bad_input cli spec_validation graph_upload operations faults metrics \
+ASAN_QUICK := bad_input cli spec_validation graph_upload metrics \
 	redis_outage azure tus top
 TEST_PACKAGES := nginx-light python3-flask python3-redis ruby ruby-redis util-linux
 

@@ -47,7 +47,7 @@ trap 'exit 143' TERM
 
 # run_suite [LABEL]: the selected tests against $UNIT_DIR and $CRU.
 run_suite() {
-    local label=${1:+ [$1]} tests=() a f t name cmd rc np nf
+    local label=${1:+ [$1]} tests=() a f t name cmd rc np nf t0
     if [ "${#ARGS[@]}" -eq 0 ]; then
         if [ -d "$UNIT_DIR" ]; then
             for f in "$UNIT_DIR"/*_test; do
@@ -87,6 +87,7 @@ run_suite() {
             *) cmd=("$t") ;;
         esac
         echo "=== $name$label"
+        t0=$SECONDS
         : >"$OUT"
         # timeout puts the test in its own process group (pgid = its pid), so
         # the whole group can be cleaned up afterwards.
@@ -100,6 +101,7 @@ run_suite() {
         kill -KILL -- "-$cur_pid" 2>/dev/null || true
         cur_pid=
         ran=$((ran + 1))
+        echo "--- $name$label: $((SECONDS - t0)) s"
 
         np=$(grep -c '^PASS ' "$OUT" || true)
         nf=$(grep -c '^FAIL ' "$OUT" || true)
