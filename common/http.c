@@ -21,6 +21,7 @@ struct http_upload {
     long long off, left;
     struct http_resp *resp;
     int short_read;
+    const struct http_req *req;
 };
 
 static size_t http_on_read(char *buf, size_t size, size_t nitems, void *userdata)
@@ -39,6 +40,8 @@ static size_t http_on_read(char *buf, size_t size, size_t nitems, void *userdata
                  n < 0 ? u->src->err : "source: file shorter than planned (changed during upload?)");
         return CURL_READFUNC_ABORT;
     }
+    if (u->req->on_body)
+        u->req->on_body(u->req->on_body_arg, buf, (size_t)n);
     u->off += n;
     u->left -= n;
     u->resp->sent += n;
@@ -144,7 +147,7 @@ int http_perform(struct http_client *c, const struct http_req *req)
     CURL *h = c->curl;
     struct http_resp *resp = &c->resp;
     char errbuf[CURL_ERROR_SIZE] = "";
-    struct http_upload up = {req->src, req->src_off, req->src_len, resp, 0};
+    struct http_upload up = {req->src, req->src_off, req->src_len, resp, 0, req};
     resp->status = 0;
     resp->len = 0;
     resp->body[0] = '\0';

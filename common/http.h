@@ -28,6 +28,10 @@ struct http_req {
     int stream;                     /* 1: the body is the source range (may be empty) */
     const char *aws_sigv4;          /* libcurl signs the request: "aws:amz:REGION:s3" */
     const char *userpwd;            /* "access:secret" for aws_sigv4 */
+    /* sees every byte of a streamed body once, in order, as it is sent
+     * (a driver hashes a part on the way: S3's ETag is its MD5) */
+    void (*on_body)(void *arg, const void *data, size_t n);
+    void *on_body_arg;
 };
 
 struct http_resp {

@@ -227,6 +227,7 @@ int source_http_pin(struct source *s, const char *version)
 
 struct pipe {
     struct pipe_get g;
+    const struct http_req *req;
     CURL *get, *put;
     char *buf;              /* ring of PIPE_BUFFER bytes */
     size_t head, len;
@@ -307,6 +308,8 @@ static size_t pipe_on_put(char *out, size_t size, size_t nitems, void *arg)
     size_t first = n < PIPE_BUFFER - p->head ? n : PIPE_BUFFER - p->head;
     memcpy(out, p->buf + p->head, first);
     memcpy(out + first, p->buf, n - first);
+    if (p->req->on_body)
+        p->req->on_body(p->req->on_body_arg, out, n);
     p->head = (p->head + n) % PIPE_BUFFER;
     p->len -= n;
     p->resp->sent += (long long)n;
@@ -327,7 +330,7 @@ int source_http_pipe(struct http_client *c, CURL *put, const struct http_req *re
     CURL *get = sh_get_handle(c);
     if (!get)
         return -1;
-    struct pipe p = {.g = {.c = c, .s = s}, .get = get, .put = put, .buf = c->pipe_buf,
+    struct pipe p = {.g = {.c = c, .s = s}, .req = req, .get = get, .put = put, .buf = c->pipe_buf,
                      .off = req->src_off, .want = req->src_len, .resp = &c->resp};
     sh_redact(s, p.where, sizeof p.where);
 

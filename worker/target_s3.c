@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "checksum.h"
 #include "log.h"
 #include "target.h"
 
@@ -129,6 +131,11 @@ static enum target_rc s3_fail(struct target_ctx *ctx, const char *what)
     return target_status_rc(r->status);
 }
 
+static void s3_hash_body(void *arg, const void *data, size_t n)
+{
+    md5_update(arg, data, n);
+}
+
 /*
  * One request, signed by libcurl for the job's region. body may be NULL;
  * src streams [off, off+len). Returns 0 when an answer arrived, -1 when
@@ -137,7 +144,8 @@ static enum target_rc s3_fail(struct target_ctx *ctx, const char *what)
  */
 static int s3_request(struct target_ctx *ctx, const struct job *job, const char *method,
                       const char *url, struct curl_slist *extra, const char *body,
-                      size_t body_len, struct source *src, long long off, long long len)
+                      size_t body_len, struct source *src, long long off, long long len,
+                      struct md5 *md5)
 {
     char userpwd[512], sigv4[160];
     const char *token;
@@ -153,7 +161,8 @@ static int s3_request(struct target_ctx *ctx, const struct job *job, const char 
     struct http_req req = {.method = method, .url = url, .headers = h, .body = body,
                            .body_len = body_len, .src = src, .src_off = off, .src_len = len,
                            .stream = src != NULL || (strcmp(method, "PUT") == 0 && !body),
-                           .aws_sigv4 = sigv4, .userpwd = userpwd};
+                           .aws_sigv4 = sigv4, .userpwd = userpwd,
+                           .on_body = md5 ? s3_hash_body : NULL, .on_body_arg = md5};
     int rc = http_perform(ctx->http, &req);
     curl_slist_free_all(h);
     return rc;
@@ -187,7 +196,7 @@ static enum target_rc s3_plan(struct target_ctx *ctx, const struct job *job, lon
     }
     if (size == 0) {
         /* an empty object: one PUT, no multipart upload */
-        int rc = s3_request(ctx, job, "PUT", url, NULL, NULL, 0, NULL, 0, 0);
+        int rc = s3_request(ctx, job, "PUT", url, NULL, NULL, 0, NULL, 0, 0, NULL);
         if (rc == -2)
             return TARGET_FATAL;
         if (rc < 0 || ctx->http->resp.status != 200)
@@ -199,7 +208,7 @@ static enum target_rc s3_plan(struct target_ctx *ctx, const struct job *job, lon
     if (size > cs) {
         char curl[8300];
         snprintf(curl, sizeof curl, "%s?uploads", url);
-        int rc = s3_request(ctx, job, "POST", curl, NULL, "", 0, NULL, 0, 0);
+        int rc = s3_request(ctx, job, "POST", curl, NULL, "", 0, NULL, 0, 0, NULL);
         if (rc == -2)
             return TARGET_FATAL;
         if (rc < 0 || ctx->http->resp.status != 200)
@@ -234,14 +243,31 @@ static enum target_rc s3_send(struct target_ctx *ctx, const struct job *job,
         return TARGET_FATAL;
     }
     snprintf(what, sizeof what, job->session ? "UploadPart %lld" : "PutObject", n + 1);
-    int rc = s3_request(ctx, job, "PUT", url, NULL, NULL, 0, src, from, end - from);
+    struct md5 md5;
+    md5_init(&md5);
+    int rc = s3_request(ctx, job, "PUT", url, NULL, NULL, 0, src, from, end - from, &md5);
     if (rc == -2)
         return TARGET_FATAL;
     if (rc < 0 || ctx->http->resp.status != 200)
         return s3_fail(ctx, what);
-    if (!ctx->http->resp.etag[0]) {
+    const char *etag = ctx->http->resp.etag;
+    if (!etag[0]) {
         snprintf(ctx->err, sizeof ctx->err, "s3: %s answered 200 without an ETag", what);
         return TARGET_FATAL;
+    }
+    /* S3: an unencrypted (or SSE-S3) part's ETag is the hex MD5 of its
+     * bytes. One that is an MD5 and differs means the part arrived
+     * damaged: send it again (a part number re-uploaded replaces it). */
+    char local[33];
+    md5_final_hex(&md5, local);
+    size_t elen = strlen(etag);
+    const char *hex = etag[0] == '"' ? etag + 1 : etag;
+    size_t hlen = etag[0] == '"' && elen >= 2 ? elen - 2 : elen;
+    if (hlen == 32 && strspn(hex, "0123456789abcdefABCDEF") >= 32 &&
+        strncasecmp(hex, local, 32) != 0) {
+        snprintf(ctx->err, sizeof ctx->err,
+                 "s3: %s: the ETag %.40s is not the MD5 of the bytes sent (%s)", what, etag, local);
+        return TARGET_RETRY;
     }
     free(ctx->part);
     ctx->part = strdup(ctx->http->resp.etag);
@@ -253,7 +279,7 @@ static enum target_rc s3_send(struct target_ctx *ctx, const struct job *job,
  * size means it did. */
 static enum target_rc s3_confirm(struct target_ctx *ctx, const struct job *job, const char *url)
 {
-    int rc = s3_request(ctx, job, "HEAD", url, NULL, NULL, 0, NULL, 0, 0);
+    int rc = s3_request(ctx, job, "HEAD", url, NULL, NULL, 0, NULL, 0, 0, NULL);
     if (rc < 0 || ctx->http->resp.status != 200 || ctx->http->resp.content_length != job->size) {
         snprintf(ctx->err, sizeof ctx->err,
                  "s3: CompleteMultipartUpload: NoSuchUpload, and the object is %s",
@@ -288,7 +314,7 @@ static enum target_rc s3_finalize(struct target_ctx *ctx, const struct job *job,
                                 i + 1, parts[i]);
     len += (size_t)snprintf(xml + len, cap - len, "</CompleteMultipartUpload>");
     struct curl_slist *h = http_header(NULL, "Content-Type: application/xml");
-    int rc = s3_request(ctx, job, "POST", url, h, xml, len, NULL, 0, 0);
+    int rc = s3_request(ctx, job, "POST", url, h, xml, len, NULL, 0, 0, NULL);
     free(xml);
     if (rc == -2)
         return TARGET_FATAL;
@@ -318,7 +344,7 @@ static enum target_rc s3_abort(struct target_ctx *ctx, const struct job *job)
     snprintf(query, sizeof query, "uploadId=%.1200s", job->session);
     if (s3_url(job, query, url, sizeof url) < 0)
         return TARGET_OK;
-    int rc = s3_request(ctx, job, "DELETE", url, NULL, NULL, 0, NULL, 0, 0);
+    int rc = s3_request(ctx, job, "DELETE", url, NULL, NULL, 0, NULL, 0, 0, NULL);
     if (rc == -2)
         return TARGET_FATAL;
     long status = ctx->http->resp.status;

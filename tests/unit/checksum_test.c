@@ -43,6 +43,29 @@ int main(void)
         CHECK_STR(name, v[i].want, out);
         free(data);
     }
+    static const struct { const char *in, *want; } md5v[] = {
+        {"", "d41d8cd98f00b204e9800998ecf8427e"},
+        {"abc", "900150983cd24fb0d6963f7d28e17f72"},
+        {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
+        {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+         "57edf4a22be3c955ac49da2e2107b67a"},
+    };
+    for (size_t i = 0; i < sizeof md5v / sizeof md5v[0]; i++) {
+        struct md5 m;
+        char hex[33];
+        md5_init(&m);
+        /* fed a byte at a time, then whole: same digest */
+        for (const char *p = md5v[i].in; *p; p++)
+            md5_update(&m, p, 1);
+        md5_final_hex(&m, hex);
+        snprintf(name, sizeof name, "md5: RFC 1321 vector %zu, bytewise", i);
+        CHECK_STR(name, md5v[i].want, hex);
+        md5_init(&m);
+        md5_update(&m, md5v[i].in, strlen(md5v[i].in));
+        md5_final_hex(&m, hex);
+        snprintf(name, sizeof name, "md5: RFC 1321 vector %zu, whole", i);
+        CHECK_STR(name, md5v[i].want, hex);
+    }
     char b[16];
     checksum_base64((const uint8_t *)"f", 1, b);
     CHECK_STR("base64: one byte", "Zg==", b);
