@@ -45,6 +45,17 @@ case "$(json_get "$T_DIR/s.json" result.etag)" in
 *) fail "50 MiB: result has the object's ETag" "$(json_get "$T_DIR/s.json" result)" ;;
 esac
 
+# A part whose ETag is not its MD5 (damaged on the way) is sent again.
+"$T_PY" -u "$ROOT/tests/fakes/etag_proxy.py" --upstream "$S3_ENDPOINT" >"$T_DIR/proxy.out" 2>"$T_DIR/proxy.log" &
+T_PIDS+=("$!")
+for _ in $(seq 50); do grep -q PORT "$T_DIR/proxy.out" && break; sleep 0.1; done
+proxy="http://127.0.0.1:$(awk '/PORT/ {print $2}' "$T_DIR/proxy.out")"
+target="{\"type\":\"s3\",\"endpoint\":\"$proxy\",\"region\":\"us-east-1\",\"bucket\":\"bkt\",\"key\":\"m/md5.bin\",\"path_style\":true}"
+id=$("$CRU" submit "$SRC/fifty.bin" --target "$target" --chunk-size 5M)
+check_object "part with a wrong ETag" "$id" "$SRC/fifty.bin" m/md5.bin
+assert_eq "wrong ETag: the part was sent again (one retry)" 1 "$(rcli --raw HGET "cru:job:$id" retries)"
+assert_contains "wrong ETag: says why" "$(rcli --raw HGET "cru:job:$id" last_error)" "is not the MD5 of the bytes sent"
+
 # Cancel a running multipart job: no multipart upload left behind.
 stop_workers
 start_workers 1 --concurrency 2 --rate-limit 4M
