@@ -6,7 +6,9 @@ integration tests.  Python 3 standard library only.  It follows
 developers.google.com/drive/api/guides/manage-uploads#resumable and
 cloud.google.com/storage/docs/performing-resumable-uploads (summarised in
 shared/PROTOCOLS.md, "Google resumable uploads") and is stricter than the
-real service wherever the docs say a client must do something.
+real service wherever the docs say a client must do something.  The HTTP
+plumbing, test hooks and command line below are shared with graph_fake.py
+and live in fakebase.py (next to this file).
 
 Command line
 ------------
@@ -125,7 +127,6 @@ Test hooks (no authentication)
 * POST /_expire   -> every open session expires (404 from now on).
 """
 
-import argparse
 import base64
 import hashlib
 import json
@@ -133,21 +134,17 @@ import os
 import random
 import re
 import secrets
-import signal
-import socket
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-KiB = 1024
-MiB = 1024 * KiB
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakebase import (MAX_JSON_BODY, BadRequest, FakeApp,  # noqa: E402
+                      FakeHandler, KiB, MiB, serve)
+
 QUANTUM = 256 * KiB                    # non-final chunks: multiple of this
-MAX_JSON_BODY = 1 * MiB
-DRAIN_LIMIT = 256 * MiB
-IO_BLOCK = 1 * MiB
-CHAOS_MODES = ("503", "429", "partial500", "drop")
+DRAIN_LIMIT = 256 * MiB                # unread bodies up to this are drained
 DRIVE_PARAMS = {"uploadType", "fields", "supportsAllDrives", "alt",
                 "prettyPrint", "quotaUser", "key",
                 "supportsTeamDrives", "keepRevisionForever",
@@ -279,13 +276,6 @@ def selftest():
 # State
 # --------------------------------------------------------------------------
 
-class BadRequest(Exception):
-    def __init__(self, message, status=400, reason=None):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason or REASONS.get(status, "invalid")
-
-
 def check_object_name(name, what, allow_slash):
     if not isinstance(name, str) or not name:
         raise BadRequest(f"{what}: missing or not a string", 400, "required")
@@ -319,56 +309,20 @@ class Session:
         self.dead = False
 
 
-class FakeGoogle:
+class FakeGoogle(FakeApp):
+    """All server state; self.lock guards every field."""
+
+    request_kinds = ("initiate", "put", "status", "delete", "other")
+
     def __init__(self, store, token, host):
-        self.store = os.path.abspath(store)
-        self.files_dir = os.path.join(self.store, "files")
-        self.sessions_dir = os.path.join(self.store, "sessions")
-        os.makedirs(self.files_dir, exist_ok=True)
-        os.makedirs(self.sessions_dir, exist_ok=True)
-        for name in os.listdir(self.sessions_dir):
-            if name.endswith(".part"):
-                os.unlink(os.path.join(self.sessions_dir, name))
-        self.token = token
-        self.host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        self.port = None
-        self.lock = threading.Lock()
-        self.sessions = {}
-        self.faults = {}
-        self.requests = {}
+        super().__init__(store, token, host, (
+            "session_auth_seen", "sessions_created", "sessions_completed",
+            "sessions_deleted", "faults_injected", "bytes_received",
+            "overlap_bytes_skipped"))
         self.generation = int(time.time() * 1e6)
-        self.counters = {"session_auth_seen": 0, "sessions_created": 0,
-                         "sessions_completed": 0, "sessions_deleted": 0,
-                         "faults_injected": 0, "bytes_received": 0,
-                         "overlap_bytes_skipped": 0}
-        self.chaos = {"rate": 0.0, "modes": list(CHAOS_MODES),
-                      "retry_after": None, "seed": None}
-        self.chaos_rng = random.Random()
-        self.chaos_counts = {m: 0 for m in CHAOS_MODES}
 
-    def count_request(self, method, kind):
-        with self.lock:
-            key = f"{method} {kind}"
-            self.requests[key] = self.requests.get(key, 0) + 1
-
-    def bump(self, name, n=1):
-        with self.lock:
-            self.counters[name] += n
-
-    def stats(self):
-        with self.lock:
-            out = {"requests": dict(self.requests)}
-            for kind in ("initiate", "put", "status", "delete", "other"):
-                out[kind] = sum(v for k, v in self.requests.items()
-                                if k.split(" ", 1)[1] == kind)
-            out.update(self.counters)
-            out["sessions_open"] = sum(1 for s in self.sessions.values()
-                                       if s.resource is None)
-            out["faults_pending"] = {k: dict(v) for k, v in self.faults.items()}
-            out["chaos"] = dict(self.chaos_counts)
-            out["chaos_total"] = sum(self.chaos_counts.values())
-            out["chaos_settings"] = dict(self.chaos)
-            return out
+    def open_sessions_locked(self):
+        return sum(1 for s in self.sessions.values() if s.resource is None)
 
     def list_sessions(self):
         with self.lock:
@@ -377,56 +331,10 @@ class FakeGoogle:
                      "complete": s.resource is not None}
                     for s in self.sessions.values()]
 
-    def set_chaos(self, rate, modes, retry_after, seed):
-        with self.lock:
-            self.chaos = {"rate": rate, "modes": list(modes),
-                          "retry_after": retry_after, "seed": seed}
-            self.chaos_rng = random.Random(seed)
-            return dict(self.chaos)
-
-    def take_chaos(self, n):
-        with self.lock:
-            c = self.chaos
-            if c["rate"] <= 0 or not c["modes"]:
-                return None
-            rng = self.chaos_rng
-            if rng.random() >= c["rate"]:
-                return None
-            mode = rng.choice(c["modes"])
-            keep = 0
-            if mode == "partial500" and n >= 2:
-                keep = rng.randint(1, n - 1)
-            elif mode == "drop" and n >= 1:
-                keep = rng.randint(0, n - 1)
-            self.chaos_counts[mode] += 1
-            return mode, keep, c["retry_after"]
-
-    def set_fault(self, kind, fault):
-        with self.lock:
-            if fault["count"] > 0:
-                self.faults[kind] = fault
-            else:
-                self.faults.pop(kind, None)
-
-    def take_fault(self, kind):
-        with self.lock:
-            f = self.faults.get(kind)
-            if not f:
-                return None
-            f["count"] -= 1
-            if f["count"] <= 0:
-                del self.faults[kind]
-            self.counters["faults_injected"] += 1
-            return dict(f)
-
     def new_session(self, kind, name, bucket, segs, total, meta):
-        sid = secrets.token_urlsafe(32)
-        part = os.path.join(self.sessions_dir, sid + ".part")
-        open(part, "wb").close()
+        sid, part = self.new_part_file(32)
         sess = Session(sid, kind, name, bucket, segs, total, meta, part)
-        with self.lock:
-            self.sessions[sid] = sess
-            self.counters["sessions_created"] += 1
+        self.add_session(sess)
         return sess
 
     def lookup(self, sid):
@@ -434,25 +342,8 @@ class FakeGoogle:
             s = self.sessions.get(sid)
             return None if s is None or s.dead else s
 
-    def drop(self, sess):
-        with self.lock:
-            sess.dead = True
-            self.sessions.pop(sess.sid, None)
-            try:
-                os.unlink(sess.part_path)
-            except FileNotFoundError:
-                pass
-
-    def expire_all(self):
-        with self.lock:
-            ss = list(self.sessions.values())
-        for s in ss:
-            self.drop(s)
-        return len(ss)
-
     def session_url(self, sess):
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/session/{sess.sid}"
+        return f"{self.base_url()}/session/{sess.sid}"
 
     def complete(self, sess):
         """Move the part file into place; sets and returns sess.resource."""
@@ -499,141 +390,35 @@ GCS_INIT_RE = re.compile(r"^/upload/storage/v1/b/([^/]+)/o$")
 SESSION_RE = re.compile(r"^/session/([A-Za-z0-9_-]+)$")
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(FakeHandler):
     server_version = "google_fake/1.0"
-    timeout = 30
+    log_name = "google_fake"
+    content_type = "application/json; charset=UTF-8"
+    send_body_on_head = True            # as this fake always did
+    drain_limit = DRAIN_LIMIT
+    too_large_code = "tooLarge"
+    auth_missing_message = ("Request is missing required authentication "
+                            "credential.")
+    auth_invalid_message = "Invalid Credentials"
+    auth_error_code = "authError"
+    fault_codes = REASONS
+    fault_code_default = "injected"
+    fault_kinds = ("put", "initiate", "status")
+    max_fault_keep = 1 << 40
+    chaos_500_message = ("chaos: backend error after storing {keep} of {n} "
+                         "bytes")
 
-    @property
-    def app(self):
-        return self.server.app
+    # -- errors: {"error": {"code", "message", "errors": [...]}} ---------
+    def default_code(self, status):
+        return REASONS.get(status, "invalid")
 
-    def _log_path(self):
-        return urllib.parse.urlsplit(getattr(self, "path", "") or "").path
-
-    def log_request(self, code="-", size="-"):
-        code = getattr(code, "value", code)
-        sys.stderr.write(f"google_fake: {self.command} {self._log_path()} "
-                         f"{code}\n")
-        sys.stderr.flush()
-
-    def log_message(self, fmt, *args):
-        sys.stderr.write("google_fake: " + (fmt % args) + "\n")
-        sys.stderr.flush()
-
-    # -- bodies ----------------------------------------------------------
-    def _content_length(self):
-        vals = self.headers.get_all("Content-Length") or []
-        if not vals:
-            return None
-        if len(set(v.strip() for v in vals)) != 1:
-            return -1
-        v = vals[0].strip()
-        return int(v) if v.isdigit() else -1
-
-    def _chunked(self):
-        return "Transfer-Encoding" in self.headers
-
-    def _stream_body(self, n, sink):
-        """Read n body bytes into sink() in blocks; (got, complete)."""
-        self._body_done = True
-        got = 0
-        buf = bytearray()
-        complete = True
-        try:
-            while got + len(buf) < n:
-                want = min(IO_BLOCK - len(buf), n - got - len(buf))
-                chunk = self.rfile.read1(want)
-                if not chunk:
-                    complete = False
-                    break
-                buf += chunk
-                if len(buf) >= IO_BLOCK:
-                    sink(bytes(buf))
-                    got += len(buf)
-                    buf.clear()
-        except OSError:
-            complete = False
-        if buf:
-            sink(bytes(buf))
-            got += len(buf)
-        if not complete:
-            self.close_connection = True
-        return got, complete
-
-    def _read_small_body(self, limit, required=False):
-        if self._chunked():
-            self.close_connection = True
-            raise BadRequest("chunked request bodies are not supported", 411)
-        n = self._content_length()
-        if n is None:
-            if required:
-                self._body_done = True
-                raise BadRequest("Content-Length is required", 411)
-            self._body_done = True
-            return b""
-        if n < 0:
-            self.close_connection = True
-            raise BadRequest("malformed Content-Length")
-        if n > limit:
-            raise BadRequest("request body too large", 413, "tooLarge")
-        parts = []
-        _got, complete = self._stream_body(n, parts.append)
-        if not complete:
-            raise ConnectionAbortedError("client sent a short body")
-        return b"".join(parts)
-
-    def _finish_body(self):
-        if self._body_done:
-            return
-        self._body_done = True
-        if self._chunked():
-            self.close_connection = True
-            return
-        n = self._content_length()
-        if n is None or n == 0:
-            return
-        if n < 0 or n > DRAIN_LIMIT:
-            self.close_connection = True
-            return
-        self._stream_body(n, lambda _c: None)
+    def error_body(self, status, message, code):
+        return {"error": {
+            "code": status, "message": message,
+            "errors": [{"domain": "global", "reason": code,
+                        "message": message}]}}
 
     # -- answers ---------------------------------------------------------
-    def _send(self, status, body=b"", headers=None, ctype="application/json; charset=UTF-8"):
-        self._finish_body()
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        if body:
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
-        self.wfile.flush()
-        self._responded = True
-
-    def _json(self, status, obj, headers=None):
-        self._send(status, json.dumps(obj).encode(), headers)
-
-    def _error(self, status, message, reason=None, headers=None):
-        reason = reason or REASONS.get(status, "invalid")
-        self._json(status, {"error": {
-            "code": status, "message": message,
-            "errors": [{"domain": "global", "reason": reason,
-                        "message": message}]}}, headers)
-
-    def send_error(self, code, message=None, explain=None):
-        code = int(code)
-        self.close_connection = True
-        self._body_done = True
-        if not getattr(self, "command", None):
-            self.command = ""
-        self.log_message("protocol error %d: %s", code, message)
-        self._error(code, message or str(code))
-
     def _answer_state(self, sess):
         """308 with Range (none while nothing is held), or 200 + resource."""
         if sess.resource is not None:
@@ -644,27 +429,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(308, b"", headers)
 
     # -- dispatch --------------------------------------------------------
-    def _dispatch(self):
-        self._body_done = False
-        self._responded = False
-        split = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-        try:
-            self._route(self.command, split.path, query)
-        except BadRequest as e:
-            self._error(e.status, str(e), e.reason)
-        except (ConnectionError, TimeoutError) as e:
-            self.close_connection = True
-            if not self._responded:
-                self.log_message("%s %s - client gone (%s)", self.command,
-                                 split.path, type(e).__name__)
-
-    def _route(self, method, path, query):
-        if path in ("/_stats", "/_sessions", "/_fail", "/_chaos", "/_expire"):
-            want = "GET" if path in ("/_stats", "/_sessions") else "POST"
-            if method != want:
-                return self._not_allowed(want)
-            return self._hook(path, query)
+    def _route_protocol(self, method, path, query):
         m = SESSION_RE.match(path)
         if m:
             if method not in ("PUT", "DELETE"):
@@ -680,31 +445,6 @@ class Handler(BaseHTTPRequestHandler):
             return self._initiate(query, gm)
         self.app.count_request(method, "other")
         raise BadRequest(f"no resource at {path}", 404)
-
-    def _not_allowed(self, allow):
-        self._error(405, f"{self.command} not allowed here", None,
-                    {"Allow": allow})
-
-    def _check_bearer(self):
-        auth = self.headers.get("Authorization")
-        if auth != f"Bearer {self.app.token}":
-            raise BadRequest("Request is missing required authentication "
-                             "credential." if auth is None
-                             else "Invalid Credentials", 401, "authError")
-
-    def _maybe_fault(self, kind, keep_fn=None):
-        f = self.app.take_fault(kind)
-        if f is None:
-            return False
-        headers = {}
-        if f.get("retry_after") is not None:
-            headers["Retry-After"] = f["retry_after"]
-        if keep_fn is not None:
-            keep_fn(f.get("keep", 0))
-        status = f["status"]
-        self._error(status, f"injected fault (status {status})",
-                    REASONS.get(status, "injected"), headers)
-        return True
 
     # -- initiate --------------------------------------------------------
     def _initiate(self, query, gcs_match):
@@ -868,9 +608,6 @@ class Handler(BaseHTTPRequestHandler):
         skip = sess.next - a            # bytes of this chunk already held
         if skip:
             self.app.bump("overlap_bytes_skipped", min(skip, n))
-        chaos = None
-        complete = True
-        got = 0
         with open(sess.part_path, "ab") as part:
             seen = [0]
 
@@ -886,48 +623,15 @@ class Handler(BaseHTTPRequestHandler):
                     sess.next += len(chunk)
                     self.app.bump("bytes_received", len(chunk))
 
-            def keep_then_drain(keep):
-                keep = min(keep, n)
-                _g, ok = self._stream_body(keep, sink)
-                if ok:
-                    self._stream_body(n - keep, lambda _c: None)
-
-            if self._maybe_fault("put", keep_then_drain):
-                return
-            c = self.app.take_chaos(n)
-            if c is not None:
-                mode, keep, retry_after = c
-                headers = {}
-                if retry_after is not None and mode in ("503", "429"):
-                    headers["Retry-After"] = retry_after
-                if mode in ("503", "429"):
-                    keep_then_drain(0)
-                    return self._error(int(mode), f"chaos: injected {mode}",
-                                       None, headers)
-                got, complete = self._stream_body(keep, sink)
+            def log_kept(mode, got):
                 self.log_message("PUT /session/%s - chaos %s: kept %d of %d "
                                  "bytes, %d held", sess.sid[:8], mode, got, n,
                                  sess.next)
-                if mode == "drop":
-                    chaos = "drop"
-                elif complete:
-                    _r, complete = self._stream_body(n - keep, lambda _c: None)
-                    if complete:
-                        return self._error(500, "chaos: backend error after "
-                                           f"storing {keep} of {n} bytes")
-                    return
-                else:
-                    return
-            else:
-                got, complete = self._stream_body(n, sink)
-        if chaos == "drop":
-            self.close_connection = True
-            self._responded = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
+
+            received = self._receive_body(n, sink, log_kept)
+        if received is None:
+            return      # a fault answered, or the connection was dropped
+        got, complete = received
         if not complete:
             self.log_message("PUT /session/%s - short body: %d of %d bytes, "
                              "%d held", sess.sid[:8], got, n, sess.next)
@@ -936,123 +640,10 @@ class Handler(BaseHTTPRequestHandler):
             self.app.complete(sess)
         return self._answer_state(sess)
 
-    # -- hooks -----------------------------------------------------------
-    def _hook(self, path, query):
-        self._read_small_body(MAX_JSON_BODY)
-        if path == "/_stats":
-            return self._json(200, self.app.stats())
-        if path == "/_sessions":
-            return self._json(200, self.app.list_sessions())
-        if path == "/_expire":
-            return self._json(200, {"expired": self.app.expire_all()})
-        if path == "/_chaos":
-            return self._chaos_hook(query)
-
-        def num(name, default, lo, hi):
-            vals = query.get(name)
-            if not vals:
-                if default is None:
-                    raise BadRequest(f"{name} is required")
-                return default
-            if not vals[0].isdigit() or not lo <= int(vals[0]) <= hi:
-                raise BadRequest(f"{name} must be an integer in [{lo}, {hi}]")
-            return int(vals[0])
-
-        kind = query.get("kind", ["put"])[0]
-        if kind not in ("put", "initiate", "status"):
-            raise BadRequest("kind must be put, initiate or status")
-        fault = {"count": num("count", 1, 0, 1 << 30),
-                 "status": num("status", None, 200, 599),
-                 "retry_after": query.get("retry_after", [None])[0],
-                 "keep": num("keep", 0, 0, 1 << 40)}
-        self.app.set_fault(kind, fault)
-        self._json(200, {"kind": kind, **fault})
-
-    def _chaos_hook(self, query):
-        def one(name):
-            vals = query.get(name)
-            if vals and len(vals) != 1:
-                raise BadRequest(f"{name} given more than once")
-            return vals[0] if vals else None
-
-        raw = one("rate")
-        if raw is None:
-            raise BadRequest("rate is required (0..1; 0 turns chaos off)")
-        try:
-            rate = float(raw)
-        except ValueError:
-            rate = -1.0
-        if not 0.0 <= rate <= 1.0:
-            raise BadRequest("rate must be a number in [0, 1]")
-        modes = list(CHAOS_MODES)
-        raw = one("modes")
-        if raw is not None:
-            modes = []
-            for mode in raw.split(","):
-                mode = mode.strip()
-                if mode not in CHAOS_MODES:
-                    raise BadRequest(f"unknown chaos mode {mode!r}")
-                if mode not in modes:
-                    modes.append(mode)
-        retry_after = one("retry_after")
-        if retry_after is not None and not retry_after.isdigit():
-            raise BadRequest("retry_after must be an integer >= 0")
-        seed = one("seed")
-        if seed is not None:
-            if not re.fullmatch(r"-?[0-9]+", seed):
-                raise BadRequest("seed must be an integer")
-            seed = int(seed)
-        self._json(200, self.app.set_chaos(rate, modes, retry_after, seed))
-
-    do_GET = do_PUT = do_POST = do_DELETE = _dispatch
-
-    def do_HEAD(self):
-        self._body_done = False
-        self._responded = False
-        self._error(405, "HEAD is not supported")
-
-    do_PATCH = do_OPTIONS = do_HEAD
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--port", type=int)
-    ap.add_argument("--store")
-    ap.add_argument("--token")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--idle-timeout", type=float, default=30.0)
-    ap.add_argument("--selftest", action="store_true",
-                    help="check CRC32C and exit 0/1")
-    args = ap.parse_args(argv)
-    if args.selftest:
-        return selftest()
-    if args.port is None or not args.store or not args.token:
-        ap.error("--port, --store and --token are required")
-    app = FakeGoogle(args.store, args.token, args.host)
-    Handler.timeout = args.idle_timeout
-    httpd = Server((args.host, args.port), Handler)
-    httpd.app = app
-    app.port = httpd.server_address[1]
-    with open(os.path.join(app.store, "port"), "w") as f:
-        f.write(f"{app.port}\n")
-    print(f"PORT {app.port}", flush=True)
-    sys.stderr.write(f"google_fake: listening on {args.host}:{app.port}, "
-                     f"store {app.store}\n")
-    sys.stderr.flush()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
-    return 0
+    return serve(FakeGoogle, Handler, __doc__.split("\n")[0], selftest,
+                 "check CRC32C and exit 0/1", argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ Used by cru's integration tests in place of SharePoint / OneDrive.  Python 3.11
 standard library only.  It follows "Graph docs: driveitem-createuploadsession"
 (Upload large files with an upload session) and the simple-upload
 ("driveitem-put-content") API, and is deliberately stricter than the real
-service wherever the docs say a client MUST do something.
+service wherever the docs say a client MUST do something.  The HTTP
+plumbing, test hooks and command line below are shared with google_fake.py
+and live in fakebase.py (next to this file).
 
 Command line
 ------------
@@ -148,7 +150,6 @@ Test hooks (no authentication, not counted as Graph requests)
 * POST /_expire  -> expires every open session (their URLs answer 404).
 """
 
-import argparse
 import base64
 import datetime
 import json
@@ -156,26 +157,22 @@ import os
 import random
 import re
 import secrets
-import signal
-import socket
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-KiB = 1024
-MiB = 1024 * KiB
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakebase import (IO_BLOCK, MAX_JSON_BODY, BadRequest,  # noqa: E402
+                      FakeApp, FakeHandler, KiB, MiB, serve)
+
 FRAGMENT_MULTIPLE = 320 * KiB          # non-final fragments: multiple of this
 MAX_FRAGMENT = 60 * MiB                # 62914560
 MAX_SIMPLE_UPLOAD = 4 * MiB            # 4194304
-MAX_JSON_BODY = 1 * MiB                # createUploadSession / hook bodies
 DRAIN_LIMIT = 128 * MiB                # unread bodies up to this are drained
-IO_BLOCK = 1 * MiB                     # disk write / hash block
 SESSION_LIFETIME = 3600.0              # seconds
 
 FORBIDDEN_NAME_CHARS = set('"*:<>?\\|')
-CHAOS_MODES = ("503", "429", "partial500", "drop")
 CONFLICT_BEHAVIORS = ("fail", "replace", "rename")
 
 
@@ -351,13 +348,6 @@ def iso_utc(ts):
     return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
 
 
-class BadRequest(Exception):
-    def __init__(self, message, status=400, code="invalidRequest"):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
 def decode_segment(raw, what):
     """Percent-decode one path segment and apply SharePoint's name rules."""
     try:
@@ -423,94 +413,23 @@ class Session:
         self.dead = False               # deleted / expired / completed
 
 
-class FakeGraph:
+class FakeGraph(FakeApp):
     """All server state; self.lock guards every field."""
 
+    request_kinds = ("create", "put", "status", "delete", "simple", "item",
+                     "other")
+
     def __init__(self, store, token, host):
-        self.store = os.path.abspath(store)
-        self.files_dir = os.path.join(self.store, "files")
-        self.sessions_dir = os.path.join(self.store, "sessions")
-        os.makedirs(self.files_dir, exist_ok=True)
-        os.makedirs(self.sessions_dir, exist_ok=True)
-        for name in os.listdir(self.sessions_dir):  # stale parts of a prior run
-            if name.endswith(".part"):
-                os.unlink(os.path.join(self.sessions_dir, name))
-        self.token = token
-        self.host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        self.port = None
-        self.lock = threading.Lock()
-        self.sessions = {}
+        super().__init__(store, token, host, (
+            "put_auth_refused", "upload_url_auth_refused",
+            "sessions_created", "sessions_completed",
+            "faults_injected", "bytes_received", "sessions_deleted"))
         self.item_ids = {}              # stored path -> driveItem id
-        self.faults = {}                # kind -> dict(count, status, ...)
-        self.requests = {}
-        self.counters = {
-            "put_auth_refused": 0, "upload_url_auth_refused": 0,
-            "sessions_created": 0, "sessions_completed": 0,
-            "faults_injected": 0, "bytes_received": 0,
-            "sessions_deleted": 0,
-        }
-        # /_chaos: probabilistic faults on upload-URL PUTs
-        self.chaos = {"rate": 0.0, "modes": list(CHAOS_MODES),
-                      "retry_after": None, "seed": None}
-        self.chaos_rng = random.Random()
-        self.chaos_counts = {m: 0 for m in CHAOS_MODES}
 
     # -- bookkeeping --------------------------------------------------------
-    def count_request(self, method, kind):
-        with self.lock:
-            key = f"{method} {kind}"
-            self.requests[key] = self.requests.get(key, 0) + 1
-
-    def bump(self, name, n=1):
-        with self.lock:
-            self.counters[name] += n
-
-    def stats(self):
-        with self.lock:
-            self._reap_expired()
-            out = {"requests": dict(self.requests)}
-            for kind in ("create", "put", "status", "delete", "simple", "item", "other"):
-                out[kind] = sum(v for k, v in self.requests.items()
-                                if k.split(" ", 1)[1] == kind)
-            out.update(self.counters)
-            out["sessions_open"] = len(self.sessions)
-            out["faults_pending"] = {k: dict(v) for k, v in self.faults.items()}
-            out["chaos"] = dict(self.chaos_counts)
-            out["chaos_total"] = sum(self.chaos_counts.values())
-            out["chaos_settings"] = {k: (list(v) if isinstance(v, list)
-                                         else v)
-                                     for k, v in self.chaos.items()}
-            return out
-
-    def set_chaos(self, rate, modes, retry_after, seed):
-        with self.lock:
-            self.chaos = {"rate": rate, "modes": list(modes),
-                          "retry_after": retry_after, "seed": seed}
-            self.chaos_rng = random.Random(seed)
-            return dict(self.chaos)
-
-    def take_chaos(self, n):
-        """Roll the dice for one upload-URL PUT of n body bytes.
-
-        Returns None, or (mode, keep, retry_after): keep is how many bytes of
-        the fragment to store first (partial500: 0 < keep < n, or 0 when
-        n == 1; drop: 0 <= keep < n; 503/429: 0).
-        """
-        with self.lock:
-            c = self.chaos
-            if c["rate"] <= 0 or not c["modes"]:
-                return None
-            rng = self.chaos_rng
-            if rng.random() >= c["rate"]:
-                return None
-            mode = rng.choice(c["modes"])
-            keep = 0
-            if mode == "partial500" and n >= 2:
-                keep = rng.randint(1, n - 1)
-            elif mode == "drop" and n >= 1:
-                keep = rng.randint(0, n - 1)
-            self.chaos_counts[mode] += 1
-            return mode, keep, c["retry_after"]
+    def open_sessions_locked(self):
+        self._reap_expired()
+        return len(self.sessions)
 
     def list_sessions(self):
         with self.lock:
@@ -521,47 +440,17 @@ class FakeGraph:
                      else s.file_size}
                     for s in self.sessions.values() if not s.dead]
 
-    def set_fault(self, kind, fault):
-        with self.lock:
-            if fault["count"] > 0:
-                self.faults[kind] = fault
-            else:
-                self.faults.pop(kind, None)
-
-    def take_fault(self, kind):
-        with self.lock:
-            f = self.faults.get(kind)
-            if not f:
-                return None
-            f["count"] -= 1
-            if f["count"] <= 0:
-                del self.faults[kind]
-            self.counters["faults_injected"] += 1
-            return dict(f)
-
     # -- sessions -----------------------------------------------------------
-    def _drop(self, sess):
-        sess.dead = True
-        self.sessions.pop(sess.sid, None)
-        try:
-            os.unlink(sess.part_path)
-        except FileNotFoundError:
-            pass
-
     def _reap_expired(self):
         now = time.time()
         for s in [s for s in self.sessions.values() if s.expires < now]:
             self._drop(s)
 
     def new_session(self, drive_key, segs, conflict, file_size):
-        sid = secrets.token_urlsafe(24)
-        part = os.path.join(self.sessions_dir, sid + ".part")
-        open(part, "wb").close()
+        sid, part = self.new_part_file(24)
         sess = Session(sid, secrets.token_urlsafe(32), drive_key, segs,
                        conflict, file_size, part)
-        with self.lock:
-            self.sessions[sid] = sess
-            self.counters["sessions_created"] += 1
+        self.add_session(sess)
         return sess
 
     def lookup(self, sid, tempauth):
@@ -575,20 +464,8 @@ class FakeGraph:
                 return None
             return sess
 
-    def drop(self, sess):
-        with self.lock:
-            self._drop(sess)
-
-    def expire_all(self):
-        with self.lock:
-            sessions = list(self.sessions.values())
-            for s in sessions:
-                self._drop(s)
-            return len(sessions)
-
     def upload_url(self, sess):
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return (f"http://{host}:{self.port}/upload/{sess.sid}"
+        return (f"{self.base_url()}/upload/{sess.sid}"
                 f"?tempauth={sess.tempauth}")
 
     # -- stored files -------------------------------------------------------
@@ -612,10 +489,9 @@ class FakeGraph:
             item_id = self.item_ids.setdefault(
                 rel, "01" + base64.b32encode(secrets.token_bytes(20)).decode())
         st = os.stat(target)
-        host = f"[{self.host}]" if ":" in self.host else self.host
         return {
             "id": item_id, "name": segs[-1], "size": st.st_size,
-            "webUrl": f"http://{host}:{self.port}/web/" + urllib.parse.quote(rel),
+            "webUrl": f"{self.base_url()}/web/" + urllib.parse.quote(rel),
             "lastModifiedDateTime": iso_utc(st.st_mtime),
             "file": {"mimeType": "application/octet-stream",
                      "hashes": {"quickXorHash": h.b64digest()}},
@@ -654,13 +530,11 @@ class FakeGraph:
                     secrets.token_bytes(20)).decode("ascii")
                 self.item_ids[rel] = item_id
         now = iso_utc(time.time())
-        host = f"[{self.host}]" if ":" in self.host else self.host
         return {
             "id": item_id,
             "name": segs[-1],
             "size": size,
-            "webUrl": f"http://{host}:{self.port}/web/"
-                      + urllib.parse.quote(rel),
+            "webUrl": f"{self.base_url()}/web/" + urllib.parse.quote(rel),
             "createdDateTime": now,
             "lastModifiedDateTime": now,
             "file": {"mimeType": "application/octet-stream",
@@ -680,177 +554,35 @@ FAULT_CODES = {400: "invalidRequest", 401: "unauthenticated",
 # HTTP handler
 # --------------------------------------------------------------------------
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(FakeHandler):
     server_version = "graph_fake/1.0"
-    timeout = 30  # overwritten from --idle-timeout
+    log_name = "graph_fake"
+    drain_limit = DRAIN_LIMIT
+    too_large_code = "requestEntityTooLarge"
+    auth_missing_message = "Access token is empty."
+    auth_invalid_message = "Invalid access token."
+    auth_error_code = "InvalidAuthenticationToken"
+    fault_codes = FAULT_CODES
+    fault_code_default = "injectedFault"
+    fault_kinds = ("put", "create", "simple", "status")
+    max_fault_keep = MAX_FRAGMENT
+    chaos_500_message = ("chaos: internal error after storing {keep} of {n} "
+                         "bytes")
+    chaos_modes_in_errors = True
 
-    @property
-    def app(self):
-        return self.server.app
-
-    # -- logging ------------------------------------------------------------
-    def _log_path(self):
-        return urllib.parse.urlsplit(getattr(self, "path", "") or "").path
-
-    def log_request(self, code="-", size="-"):
-        code = getattr(code, "value", code)
-        sys.stderr.write(f"graph_fake: {self.command} {self._log_path()} "
-                         f"{code}\n")
-        sys.stderr.flush()
-
-    def log_message(self, fmt, *args):
-        sys.stderr.write("graph_fake: " + (fmt % args) + "\n")
-        sys.stderr.flush()
-
-    # -- body handling ------------------------------------------------------
-    def _content_length(self):
-        """Content-Length as int; None when absent; -1 when malformed."""
-        vals = self.headers.get_all("Content-Length") or []
-        if not vals:
-            return None
-        if len(set(v.strip() for v in vals)) != 1:
-            return -1
-        v = vals[0].strip()
-        return int(v) if v.isdigit() else -1
-
-    def _chunked(self):
-        return "Transfer-Encoding" in self.headers
-
-    def _stream_body(self, n, sink):
-        """Read n body bytes, giving them to sink() in blocks <= IO_BLOCK.
-
-        Returns (bytes_received, complete).  On EOF / timeout / reset the
-        bytes that did arrive are still handed to sink().
-        """
-        self._body_done = True
-        got = 0
-        buf = bytearray()
-        complete = True
-        try:
-            while got + len(buf) < n:
-                want = min(IO_BLOCK - len(buf), n - got - len(buf))
-                chunk = self.rfile.read1(want)
-                if not chunk:
-                    complete = False
-                    break
-                buf += chunk
-                if len(buf) >= IO_BLOCK:
-                    sink(bytes(buf))
-                    got += len(buf)
-                    buf.clear()
-        except OSError:             # includes TimeoutError, ConnectionReset
-            complete = False
-        if buf:
-            sink(bytes(buf))
-            got += len(buf)
-        if not complete:
-            self.close_connection = True
-        return got, complete
-
-    def _read_small_body(self, limit):
-        """Whole body (bytes) for small JSON requests; BadRequest if too big."""
-        if self._chunked():
-            self.close_connection = True
-            raise BadRequest("chunked request bodies are not supported", 411,
-                             "lengthRequired")
-        n = self._content_length()
-        if n is None:
-            self._body_done = True
-            return b""
-        if n < 0:
-            self.close_connection = True
-            raise BadRequest("malformed Content-Length")
-        if n > limit:
-            raise BadRequest("request body too large", 413,
-                             "requestEntityTooLarge")
-        parts = []
-        got, complete = self._stream_body(n, parts.append)
-        if not complete:
-            raise ConnectionAbortedError("client sent a short body")
-        return b"".join(parts)
-
-    def _finish_body(self):
-        """Before answering: drain an unread body, or mark for close."""
-        if self._body_done:
-            return
-        self._body_done = True
-        if self._chunked():
-            self.close_connection = True
-            return
-        n = self._content_length()
-        if n is None or n == 0:
-            return
-        if n < 0 or n > DRAIN_LIMIT:
-            self.close_connection = True
-            return
-        self._stream_body(n, lambda _chunk: None)
-
-    # -- responses ----------------------------------------------------------
-    def _send(self, status, body=b"", ctype="application/json",
-              headers=None):
-        self._finish_body()
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        if body or status not in (204, 304):
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body and self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
-        self._responded = True
-
-    def _json(self, status, obj, headers=None):
-        self._send(status, json.dumps(obj).encode(), headers=headers)
-
-    def _error(self, status, code, message, headers=None):
-        self._json(status, {"error": {
+    # -- errors: {"error": {"code", "message", "innerError"}} ---------------
+    def error_body(self, status, message, code):
+        return {"error": {
             "code": code, "message": message,
             "innerError": {"date": iso_utc(time.time()),
-                           "request-id": secrets.token_hex(8)}}},
-            headers=headers)
+                           "request-id": secrets.token_hex(8)}}}
 
-    def send_error(self, code, message=None, explain=None):
-        # protocol-level errors from BaseHTTPRequestHandler: JSON, then close
-        code = int(code)
-        self.close_connection = True
-        self._body_done = True
-        if not hasattr(self, "command") or self.command is None:
-            self.command = ""
-        self.log_message("protocol error %d: %s", code, message)
-        body = json.dumps({"error": {"code": "invalidRequest",
-                                     "message": message or str(code)}})
-        self._send(code, body.encode())
+    def _protocol_error_body(self, code, message):
+        # errors raised by BaseHTTPRequestHandler itself carry no innerError
+        return {"error": {"code": "invalidRequest", "message": message}}
 
     # -- dispatch -----------------------------------------------------------
-    def _dispatch(self):
-        self._body_done = False
-        self._responded = False
-        method = self.command
-        split = urllib.parse.urlsplit(self.path)
-        path = split.path
-        query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-        try:
-            self._route(method, path, query)
-        except BadRequest as e:
-            self._error(e.status, e.code, str(e))
-        except (ConnectionError, TimeoutError) as e:
-            self.close_connection = True
-            if not self._responded:
-                self.log_message("%s %s - client gone (%s)", method, path,
-                                 type(e).__name__)
-
-    def _route(self, method, path, query):
-        if path in ("/_stats", "/_fail", "/_expire", "/_chaos", "/_sessions"):
-            want = "GET" if path in ("/_stats", "/_sessions") else "POST"
-            if method != want:
-                return self._not_allowed(want)
-            return self._hook(path, query)
-
+    def _route_protocol(self, method, path, query):
         m = UPLOAD_RE.match(path)
         if m:
             kind = {"PUT": "put", "GET": "status",
@@ -884,32 +616,6 @@ class Handler(BaseHTTPRequestHandler):
 
         self.app.count_request(method, "other")
         raise BadRequest(f"no resource at {path}", 404, "itemNotFound")
-
-    def _not_allowed(self, allow):
-        self._error(405, "methodNotAllowed",
-                    f"{self.command} not allowed here", {"Allow": allow})
-
-    def _check_bearer(self):
-        auth = self.headers.get("Authorization")
-        if auth is None or auth != f"Bearer {self.app.token}":
-            raise BadRequest(
-                "Access token is empty." if auth is None
-                else "Invalid access token.",
-                401, "InvalidAuthenticationToken")
-
-    def _maybe_fault(self, kind, sink_n=None):
-        f = self.app.take_fault(kind)
-        if f is None:
-            return False
-        headers = {}
-        if f.get("retry_after") is not None:
-            headers["Retry-After"] = f["retry_after"]
-        if sink_n is not None:
-            sink_n(f.get("keep", 0))
-        status = f["status"]
-        self._error(status, FAULT_CODES.get(status, "injectedFault"),
-                    f"injected fault (status {status})", headers)
-        return True
 
     # -- createUploadSession -----------------------------------------------
     def _create_session(self, drive_key, segs):
@@ -1046,21 +752,15 @@ class Handler(BaseHTTPRequestHandler):
                 sess.next += len(chunk)
                 self.app.bump("bytes_received", len(chunk))
 
-            def keep_then_drain(keep):
-                keep = min(keep, n)
-                got, complete = self._stream_body(keep, sink)
-                if complete:
-                    self._stream_body(n - keep, lambda _chunk: None)
+            def log_kept(mode, got):
+                self.log_message("PUT /upload/%s - chaos %s: kept %d of %d "
+                                 "bytes, next expected %d", sess.sid, mode,
+                                 got, n, sess.next)
 
-            if self._maybe_fault("put", keep_then_drain):
-                return
-            chaos = self._chaos_fault(sess, n, sink, keep_then_drain)
-            if chaos == "answered":
-                return
-            if chaos is None:
-                got, complete = self._stream_body(n, sink)
-        if chaos == "drop":
-            return self._drop_connection()
+            received = self._receive_body(n, sink, log_kept)
+        if received is None:
+            return      # a fault answered, or the connection was dropped
+        got, complete = received
         if not complete:
             self.log_message("PUT /upload/%s - short body: %d of %d bytes "
                              "kept, next expected %d", sess.sid, got, n,
@@ -1082,51 +782,6 @@ class Handler(BaseHTTPRequestHandler):
         self.app.drop(sess)
         self.app.bump("sessions_completed")
         self._json(201, item)
-
-    def _chaos_fault(self, sess, n, sink, keep_then_drain):
-        """/_chaos for one validated upload-URL PUT (session lock held).
-
-        Returns None (no fault: store the fragment normally), "answered"
-        (an error was sent, or the client vanished mid-body), or "drop"
-        (a prefix was stored; the caller closes the socket, no answer).
-        """
-        c = self.app.take_chaos(n)
-        if c is None:
-            return None
-        mode, keep, retry_after = c
-        headers = {}
-        if retry_after is not None and mode in ("503", "429"):
-            headers["Retry-After"] = retry_after
-        if mode in ("503", "429"):
-            keep_then_drain(0)      # drains the body, storing nothing
-            status = int(mode)
-            self._error(status, FAULT_CODES[status],
-                        f"chaos: injected {status}", headers)
-            return "answered"
-        got, complete = self._stream_body(keep, sink)
-        self.log_message("PUT /upload/%s - chaos %s: kept %d of %d bytes, "
-                         "next expected %d", sess.sid, mode, got, n,
-                         sess.next)
-        if mode == "drop":
-            return "drop"
-        if not complete:            # client gone mid-prefix: nobody to answer
-            return "answered"
-        rest, complete = self._stream_body(n - keep, lambda _chunk: None)
-        if not complete:
-            return "answered"
-        self._error(500, "generalException",
-                    f"chaos: internal error after storing {keep} of {n} "
-                    "bytes", headers)
-        return "answered"
-
-    def _drop_connection(self):
-        """Abort the connection without answering (chaos mode "drop")."""
-        self.close_connection = True
-        self._responded = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # -- simple upload ------------------------------------------------------
     def _simple_upload(self, drive_key, segs, query):
@@ -1175,127 +830,10 @@ class Handler(BaseHTTPRequestHandler):
                 os.unlink(tmp)
         self._json(201, item)
 
-    # -- test hooks ---------------------------------------------------------
-    def _hook(self, path, query):
-        self._read_small_body(MAX_JSON_BODY)
-        if path == "/_stats":
-            return self._json(200, self.app.stats())
-        if path == "/_expire":
-            return self._json(200, {"expired": self.app.expire_all()})
-        if path == "/_sessions":
-            return self._json(200, self.app.list_sessions())
-        if path == "/_chaos":
-            return self._chaos_hook(query)
-
-        def num(name, default, lo, hi):
-            vals = query.get(name)
-            if not vals:
-                if default is None:
-                    raise BadRequest(f"{name} is required")
-                return default
-            if not vals[0].isdigit() or not lo <= int(vals[0]) <= hi:
-                raise BadRequest(f"{name} must be an integer in [{lo}, {hi}]")
-            return int(vals[0])
-
-        kind = query.get("kind", ["put"])[0]
-        if kind not in ("put", "create", "simple", "status"):
-            raise BadRequest("kind must be put, create, simple or status")
-        fault = {"count": num("count", 1, 0, 1 << 30),
-                 "status": num("status", None, 200, 599),
-                 "retry_after": query.get("retry_after", [None])[0],
-                 "keep": num("keep", 0, 0, MAX_FRAGMENT)}
-        self.app.set_fault(kind, fault)
-        self._json(200, {"kind": kind, **fault})
-
-    def _chaos_hook(self, query):
-        def one(name):
-            vals = query.get(name)
-            if vals and len(vals) != 1:
-                raise BadRequest(f"{name} given more than once")
-            return vals[0] if vals else None
-
-        raw = one("rate")
-        if raw is None:
-            raise BadRequest("rate is required (0..1; 0 turns chaos off)")
-        try:
-            rate = float(raw)
-        except ValueError:
-            rate = -1.0
-        if not 0.0 <= rate <= 1.0:      # also rejects nan
-            raise BadRequest("rate must be a number in [0, 1]")
-        raw = one("modes")
-        modes = list(CHAOS_MODES)
-        if raw is not None:
-            modes = []
-            for m in raw.split(","):
-                m = m.strip()
-                if m not in CHAOS_MODES:
-                    raise BadRequest(f"unknown chaos mode {m!r}; known: "
-                                     + ",".join(CHAOS_MODES))
-                if m not in modes:
-                    modes.append(m)
-        retry_after = one("retry_after")
-        if retry_after is not None and not retry_after.isdigit():
-            raise BadRequest("retry_after must be an integer >= 0")
-        seed = one("seed")
-        if seed is not None:
-            if not re.fullmatch(r"-?[0-9]+", seed):
-                raise BadRequest("seed must be an integer")
-            seed = int(seed)
-        self._json(200, self.app.set_chaos(rate, modes, retry_after, seed))
-
-    # -- HTTP methods -------------------------------------------------------
-    do_GET = do_PUT = do_POST = do_DELETE = _dispatch
-
-    def do_HEAD(self):
-        self._body_done = False
-        self._responded = False
-        self._error(405, "methodNotAllowed", "HEAD is not supported")
-
-    do_PATCH = do_OPTIONS = do_HEAD
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--port", type=int)
-    ap.add_argument("--store")
-    ap.add_argument("--token")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--idle-timeout", type=float, default=30.0)
-    ap.add_argument("--selftest", action="store_true",
-                    help="check QuickXorHash and exit 0/1")
-    args = ap.parse_args(argv)
-    if args.selftest:
-        return selftest()
-    if args.port is None or not args.store or not args.token:
-        ap.error("--port, --store and --token are required")
-
-    app = FakeGraph(args.store, args.token, args.host)
-    Handler.timeout = args.idle_timeout
-    httpd = Server((args.host, args.port), Handler)
-    httpd.app = app
-    app.port = httpd.server_address[1]
-    with open(os.path.join(app.store, "port"), "w") as f:
-        f.write(f"{app.port}\n")
-    print(f"PORT {app.port}", flush=True)
-    sys.stderr.write(f"graph_fake: listening on {args.host}:{app.port}, "
-                     f"store {app.store}\n")
-    sys.stderr.flush()
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
-    return 0
+    return serve(FakeGraph, Handler, __doc__.split("\n")[0], selftest,
+                 "check QuickXorHash and exit 0/1", argv)
 
 
 if __name__ == "__main__":
