@@ -87,13 +87,17 @@ assert_contains "no credentials: says so" "$(rcli --raw HGET "cru:job:$id" error
 stop_workers
 
 # 200 parts, 4 workers, SIGKILLs while parts upload: one finalize, once.
+# (Kills stop before the last part: a worker killed in the middle of
+# CompleteMultipartUpload would, by design, have it sent again.)
 make_file "$SRC/big.bin" $((200 * 5 * 1024 * 1024 - 12345))
 start_workers 4 --concurrency 2 --rate-limit 20M
 id=$("$CRU" submit "$SRC/big.bin" --target "$(s3_target bkt p/parallel.bin)" --chunk-size 5M)
 kills=0
-while [ "$(rcli --raw HGET "cru:job:$id" chunks_done)" != 200 ] && [ $kills -lt 40 ]; do
+parts_done() { local n; n=$(rcli --raw HGET "cru:job:$id" chunks_done); echo "${n:-0}"; }
+while [ "$(parts_done)" -lt 199 ] && [ $kills -lt 40 ]; do
     sleep "0.$((5 + RANDOM % 5))"
     [ "$(rcli --raw HGET "cru:job:$id" state)" = failed ] && break
+    [ "$(parts_done)" -lt 199 ] || break
     victims=("${!T_WORKER_PIDS[@]}")
     kill_worker "${victims[RANDOM % ${#victims[@]}]}" KILL
     kills=$((kills + 1))
