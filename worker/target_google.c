@@ -261,6 +261,37 @@ out:
 }
 
 /*
+ * Reads the answer to a PUT on the session (a chunk or a status query):
+ * 200/201 → complete: ctx->result, *next = total; 308 "Resume Incomplete"
+ * (not a redirect: http.c follows none) → *next from its Range, the first
+ * byte not persisted (0 without a Range); 404/410 → the session is gone;
+ * anything else fails or retries by status.
+ */
+static enum target_rc google_answer(struct target_ctx *ctx, const struct job *job,
+                                    const char *what, int rc, long long total,
+                                    long long *next)
+{
+    long status = ctx->http->resp.status;
+    if (rc < 0)
+        return google_fail(ctx, job, what);
+    if (status == 200 || status == 201) {
+        *next = total;
+        return google_take_result(ctx, job, total);
+    }
+    if (status == 404 || status == 410)
+        return google_gone(ctx, job, what);
+    if (status != 308)
+        return google_fail(ctx, job, what);
+    *next = google_range_next(ctx->http->resp.range);
+    if (*next < 0 || *next > total) {
+        snprintf(ctx->err, sizeof ctx->err, "%s: %s: HTTP 308 with an unusable Range '%.60s'",
+                 google_label(job), what, ctx->http->resp.range);
+        return TARGET_FATAL;
+    }
+    return TARGET_OK;
+}
+
+/*
  * The status query: an empty PUT with Content-Range: bytes *\/TOTAL.
  * 308 → ctx->next from Range; 200/201 → the upload is complete (also how
  * an empty file is finished): ctx->result and ctx->next = TOTAL.
@@ -279,24 +310,7 @@ static enum target_rc google_status(struct target_ctx *ctx, const struct job *jo
                            .stream = 1, .src_len = 0};
     int rc = http_perform(ctx->http, &req);
     curl_slist_free_all(h);
-    long status = ctx->http->resp.status;
-    if (rc < 0)
-        return google_fail(ctx, job, what);
-    if (status == 200 || status == 201) {
-        ctx->next = total;
-        return google_take_result(ctx, job, total);
-    }
-    if (status == 404 || status == 410)
-        return google_gone(ctx, job, what);
-    if (status != 308)
-        return google_fail(ctx, job, what);
-    ctx->next = google_range_next(ctx->http->resp.range);
-    if (ctx->next < 0 || ctx->next > total) {
-        snprintf(ctx->err, sizeof ctx->err, "%s: %s: HTTP 308 with an unusable Range '%.60s'",
-                 google_label(job), what, ctx->http->resp.range);
-        return TARGET_FATAL;
-    }
-    return TARGET_OK;
+    return google_answer(ctx, job, what, rc, total, &ctx->next);
 }
 
 static enum target_rc google_plan(struct target_ctx *ctx, const struct job *job,
@@ -370,29 +384,18 @@ static enum target_rc google_send(struct target_ctx *ctx, const struct job *job,
                                .stream = 1};
         int rc = http_perform(ctx->http, &req);
         curl_slist_free_all(h);
-        long status = ctx->http->resp.status;
-        if (rc < 0)
-            return google_fail(ctx, job, what);
-        if (status == 200 || status == 201) {
+        long long got;
+        enum target_rc arc = google_answer(ctx, job, what, rc, size, &got);
+        if (arc != TARGET_OK)
+            return arc;
+        if (ctx->result) {
             if (stop != size) {
                 snprintf(ctx->err, sizeof ctx->err,
-                         "%s: %s: HTTP %ld: upload completed before the last byte", label,
-                         what, status);
+                         "%s: %s: upload completed before the last byte", label, what);
                 return TARGET_FATAL;
             }
             ctx->next = size;
-            return google_take_result(ctx, job, size);
-        }
-        if (status == 404 || status == 410)
-            return google_gone(ctx, job, what);
-        if (status != 308)
-            return google_fail(ctx, job, what);
-        /* 308 Resume Incomplete: not a redirect (http.c follows none) */
-        long long got = google_range_next(ctx->http->resp.range);
-        if (got < 0 || got > size) {
-            snprintf(ctx->err, sizeof ctx->err, "%s: %s: HTTP 308 with an unusable Range '%.60s'",
-                     label, what, ctx->http->resp.range);
-            return TARGET_FATAL;
+            return TARGET_OK;
         }
         if (got == size) {
             /* every byte is there but no resource came back: ask again */
