@@ -466,3 +466,27 @@ count_exact() {
     done
     echo "$exact"
 }
+
+# kill_until_ended TIMEOUT_S "WORKER ARGS" ID...: chaos. Every 1-2 s,
+# SIGKILL a random worker and start a new one with WORKER ARGS, until every
+# job ID has ended (done, failed, cancelled) or TIMEOUT_S passed. Sets KILLS.
+kill_until_ended() {
+    local timeout=$1 args=$2 deadline id s ended victims
+    shift 2
+    KILLS=0
+    deadline=$(($(date +%s) + timeout))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        ended=1
+        for id in "$@"; do
+            s=$(rcli --raw HGET "$CRU_PREFIX:job:$id" state)
+            case "$s" in done | failed | cancelled) ;; *) ended=0 && break ;; esac
+        done
+        [ "$ended" = 1 ] && return 0
+        sleep "1.$((RANDOM % 10))"
+        victims=("${!T_WORKER_PIDS[@]}")
+        kill_worker "${victims[RANDOM % ${#victims[@]}]}" KILL
+        KILLS=$((KILLS + 1))
+        # shellcheck disable=SC2086 # the worker arguments are words
+        start_workers 1 $args
+    done
+}

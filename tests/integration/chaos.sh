@@ -29,24 +29,8 @@ for i in $(seq 1 30); do
     FILES+=("$SRC/c$i.bin")
 done
 
-all_ended() {
-    local id s
-    for id in "${IDS[@]}"; do
-        s=$(rcli --raw HGET "cru:job:$id" state)
-        case "$s" in done | failed | cancelled) ;; *) return 1 ;; esac
-    done
-}
-
-kills=0
-deadline=$(($(date +%s) + 240))
-while ! all_ended && [ "$(date +%s)" -lt "$deadline" ]; do
-    sleep "1.$((RANDOM % 10))"
-    victims=("${!T_WORKER_PIDS[@]}")
-    v=${victims[RANDOM % ${#victims[@]}]}
-    kill_worker "$v" KILL
-    kills=$((kills + 1))
-    start_workers 1 --concurrency 2 --rate-limit 8M
-done
+kill_until_ended 240 "--concurrency 2 --rate-limit 8M" "${IDS[@]}"
+kills=$KILLS
 echo "chaos: $kills workers killed" >&2
 if [ "$kills" -ge 5 ]; then pass "workers were killed ($kills)"; else fail "workers were killed" "$kills"; fi
 

@@ -293,23 +293,8 @@ for i in $(seq 1 16); do
     CIDS+=("$("$CRU" submit "$SRC/c$i.bin" --target "$target" --chunk-size 5M --id "c$i")")
     CSRC+=("$SRC/c$i.bin") CDST+=("$(stored "$kind" "c$i.bin")") CKIND+=("$kind")
 done
-all_ended() {
-    local id s
-    for id in "${CIDS[@]}"; do
-        s=$(rcli --raw HGET "cru:job:$id" state)
-        case "$s" in done | failed | cancelled) ;; *) return 1 ;; esac
-    done
-}
-kills=0
-deadline=$(($(date +%s) + 90))
-while ! all_ended && [ "$(date +%s)" -lt "$deadline" ]; do
-    sleep "1.$((RANDOM % 10))"
-    victims=("${!T_WORKER_PIDS[@]}")
-    v=${victims[RANDOM % ${#victims[@]}]}
-    kill_worker "$v" KILL
-    kills=$((kills + 1))
-    start_workers 1 --concurrency 2 --rate-limit 4M
-done
+kill_until_ended 90 "--concurrency 2 --rate-limit 4M" "${CIDS[@]}"
+kills=$KILLS
 phase 30
 ok=0
 for i in "${!CIDS[@]}"; do
